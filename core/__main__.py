@@ -1,0 +1,222 @@
+"""Command line: python -m core {search, list, export, bench}.
+
+Bad input exits with status 2 and one line naming the field and the allowed values.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Any, Sequence
+
+from core.config import ConfigError, SearchConfig, list_methods, list_presets, make_config, parse_value
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ConfigError("--set", f"expected key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = parse_value(k.strip(), v.strip())
+    return out
+
+
+def build_config(args: argparse.Namespace) -> SearchConfig:
+    over = _overrides(args.set)
+    for flag, key in (("dataset", "dataset"), ("data_dir", "data_dir"), ("device", "device"),
+                      ("seed", "seed")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            over[key] = v
+    return make_config(args.preset, args.method, **over)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="demo", help=f"data/budget preset: {', '.join(list_presets())}")
+    p.add_argument("--method", default="darts-prime", help=f"method preset: {', '.join(list_methods())}")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--data-dir", dest="data_dir", default=None)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any SearchConfig field (repeatable)")
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr (a Search callback)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self._last = 0.0
+        self._t0 = time.time()
+
+    def on_search_start(self, s): self._t0 = time.time()
+    def on_epoch_start(self, s, e): ...
+    def on_epoch_end(self, s, e, acc, loss): self._draw(s, force=True, note=f"val acc {acc:.3f}")
+    def on_search_error(self, s, exc): self.stream.write("\n")
+
+    def on_step_end(self, s, row):
+        self._draw(s)
+
+    def on_search_end(self, s, result):
+        self._draw(s, force=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _draw(self, s, force: bool = False, note: str = "") -> None:
+        now = time.time()
+        if not force and now - self._last < 0.25:
+            return
+        self._last = now
+        done, total = s.step, max(1, s.total_iterations)
+        frac = done / total
+        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+        elapsed = now - self._t0
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        self.stream.write(f"\r[{bar}] {done}/{total} it, {s.arch_steps} arch steps, "
+                          f"{elapsed:.0f}s, eta {eta:.0f}s {note}   ")
+        self.stream.flush()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from core.device import configure_threads
+    from core.search import Search
+    from core.store import RunStore
+
+    config = build_config(args)
+    store = RunStore(args.db)
+    configure_threads(config.threads)
+    run_id = store.create_run(config, name=args.name, group=args.group)
+    callbacks = [] if args.json or args.quiet else [_ProgressBar()]
+    stop = threading.Event()
+    try:
+        result = Search(config, store, run_id, callbacks=callbacks).run(stop)
+    except KeyboardInterrupt:
+        store.update_run(run_id, status="stopped")
+        print(f"run {run_id} stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        import traceback
+        store.update_run(run_id, status="failed", error=f"{exc}\n\n{traceback.format_exc()}")
+        store.add_event(run_id, "failed", str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"run {run_id} {result.status}: {result.iterations} iterations, {result.arch_steps} "
+              f"architecture steps, val acc {result.val_acc}, size {result.size:,} params, "
+              f"{result.seconds:.1f}s")
+        print(result.genotype)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from core.store import RunStore
+    runs = RunStore(args.db).list_runs(group=args.group)
+    if args.json:
+        print(json.dumps([{"id": r.id, "name": r.name, "group": r.group, "method": r.method,
+                           "dataset": r.dataset, "status": r.status, "iterations": r.iterations,
+                           "size": r.size, "genotype": r.genotype} for r in runs]))
+        return 0
+    print(f"{'id':>4}  {'name':<28} {'method':<12} {'dataset':<8} {'status':<11} {'iters':>6} {'size':>10}")
+    for r in runs:
+        print(f"{r.id:>4}  {r.name[:28]:<28} {str(r.method):<12} {str(r.dataset):<8} {r.status:<11} "
+              f"{r.iterations:>6} {r.size or 0:>10,}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from core.export import export_run
+    from core.store import RunStore
+    store = RunStore(args.db)
+    try:
+        text = export_run(store, args.run_id, args.format, cell_type=args.cell)
+    except (KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        mode = "wb" if isinstance(text, bytes) else "w"
+        with open(args.out, mode) as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text if isinstance(text, str) else text.decode())
+        if isinstance(text, str) and not text.endswith("\n"):
+            sys.stdout.write("\n")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from core.bench import bench
+    config = build_config(args)
+    results = bench(config, iters=args.iters, warmup=args.warmup, compare_plain=args.compare,
+                    threads=args.threads)
+    if args.json:
+        print(json.dumps(results if args.compare else results["fast" if config.fast else "plain"]))
+    else:
+        for k, r in results.items():
+            if isinstance(r, dict):
+                print(f"{k:>5}: {r['iters_per_s']:.2f} it/s, {r['images_per_s']:.0f} images/s, "
+                      f"{r['ms_per_iter']:.1f} ms/it, peak RSS {r['peak_rss_mb']:.0f} MB "
+                      f"({r['device']}, {r['threads']} threads)")
+        if "speedup" in results:
+            print(f"fast/plain speed-up: {results['speedup']:.2f}x")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description="PRIME Explorer engine")
+    parser.add_argument("--db", default=None, help="run store (default $PRIME_EXPLORER_DB or runs/explorer.sqlite)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("search", help="run a search and store it")
+    _add_config_args(p)
+    p.add_argument("--name", default=None)
+    p.add_argument("--group", default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("list", help="list stored runs")
+    p.add_argument("--group", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("export", help="export a run")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--format", default="genotype", choices=["genotype", "json", "dot", "csv"])
+    p.add_argument("--cell", default="normal", choices=["normal", "reduce"], help="for dot")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="time search iterations")
+    _add_config_args(p)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument("--compare", action="store_true", help="also time the plain path, same run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    # Subcommands added by later modules (evaluate, study) register here.
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "db", None) is None:
+        from core.store import default_db_path
+        args.db = default_db_path()
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+_EXTRA_COMMANDS: list = []
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""SearchConfig: every knob of a search, its presets, and its validation.
+
+A config is frozen and validated on construction; a bad value raises ``ConfigError`` naming the
+field and what is allowed, which the app and the CLI show as is. Presets come in two families
+that compose: a data/budget preset (``demo``, ``paper``, ``tiny``) and a method preset
+(``darts``, ``fairdarts``, ``darts-prime``, ``prime-crb``, ``prime-admm``; ALGORITHMS.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from core.registry import Registry, UnknownNameError
+
+
+class ConfigError(ValueError):
+    def __init__(self, field_name: str, message: str):
+        self.field = field_name
+        super().__init__(f"{field_name}: {message}")
+
+
+# Field groups, in the order the Launch page shows them.
+GROUPS: dict[str, str] = {
+    "data": "Data",
+    "supernet": "Supernet",
+    "w_opt": "Weight optimiser",
+    "a_opt": "Architecture optimiser",
+    "activation": "Activation",
+    "schedule": "Schedule",
+    "regularizer": "Regularizer",
+    "budget": "Budget and run",
+}
+
+
+def _f(default: Any, group: str, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"group": group, "help": help, **kw})
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    # ---- labels
+    method: str = _f("darts-prime", "budget", "Method preset this config started from (label).")
+    preset: str = _f("demo", "budget", "Data/budget preset this config started from (label).")
+    # ---- data
+    dataset: str = _f("digits", "data", "Dataset: digits and shapes are built in; cifar10/100 and "
+                      "folder read local files.")
+    data_dir: str = _f("", "data", "Folder holding the dataset files (cifar10/100, folder); empty "
+                       "means $PRIME_EXPLORER_DATA or ./data.")
+    image_size: int = _f(16, "data", "Images are resized to this side length (pixels).", min=8, max=256)
+    split: Literal["half", "matched"] = _f("matched", "data", "half: 50/50 weight/architecture data "
+                                           "(DARTS); matched: period k gives k:1 (DARTS-PRIME).")
+    augment: bool = _f(False, "data", "Random crop and flip for weight batches (CIFAR-style data).")
+    # ---- supernet
+    C: int = _f(8, "supernet", "Initial channels.", min=2, max=128)
+    layers: int = _f(5, "supernet", "Cells in the supernet; reductions at layers//3 and 2*layers//3.",
+                     min=3, max=20)
+    nodes: int = _f(4, "supernet", "Intermediate nodes per cell.", min=2, max=6)
+    batch_size: int = _f(32, "supernet", "Images per weight and per architecture batch.", min=2, max=1024)
+    # ---- weight optimiser (SGD, cosine)
+    w_lr: float = _f(0.025, "w_opt", "SGD learning rate of the network weights.", gt=0, max=1.0)
+    w_lr_min: float = _f(0.001, "w_opt", "Cosine schedule floor, reached at the last epoch.", min=0, max=1.0)
+    w_momentum: float = _f(0.9, "w_opt", "SGD momentum.", min=0, max=0.999)
+    w_weight_decay: float = _f(3e-4, "w_opt", "SGD weight decay.", min=0, max=0.1)
+    grad_clip: float = _f(5.0, "w_opt", "Gradient-norm clip of the weights.", gt=0, max=1000)
+    # ---- architecture optimiser (Adam, first order)
+    alpha_lr: float = _f(3e-4, "a_opt", "Adam learning rate of the alphas.", gt=0, max=1.0)
+    alpha_beta1: float = _f(0.5, "a_opt", "Adam beta1.", min=0, max=0.999)
+    alpha_beta2: float = _f(0.999, "a_opt", "Adam beta2.", min=0, max=0.9999)
+    alpha_weight_decay: float = _f(1e-3, "a_opt", "Adam weight decay of the alphas.", min=0, max=0.1)
+    # ---- activation
+    activation: str = _f("softmax", "activation", "softmax (DARTS), sigmoid (FairDARTS) or crb "
+                         "(clamped, node-wise BN, permanent pruning).")
+    # ---- schedule
+    schedule: str = _f("informed", "schedule", "fixed: an architecture step every `period` "
+                       "iterations; informed: DARTS-PRIME's FI-driven schedule.")
+    period: int = _f(10, "schedule", "Fixed period, or the informed schedule's target period.",
+                     min=1, max=1000)
+    multiplier: float = _f(1.05, "schedule", "Informed: threshold growth per waiting iteration.",
+                           gt=1.0, max=2.0)
+    ewma: float = _f(0.2, "schedule", "Informed: weight of the newest FI in its moving average.",
+                     gt=0, max=1.0)
+    init_threshold: float = _f(1.0, "schedule", "Informed: starting threshold.", gt=0, max=1e9)
+    seed_threshold: bool = _f(False, "schedule", "Informed: start the threshold at the first FI "
+                              "(not in the paper; lets short runs step from the start).")
+    # ---- regularizer
+    regularizer: str = _f("proximity", "regularizer", "Penalty on the architecture loss.")
+    rho: float = _f(0.1, "regularizer", "Proximity and ADMM strength.", min=0, max=100)
+    admm_every: int = _f(10, "regularizer", "ADMM: update Z and U every this many architecture steps.",
+                         min=1, max=10000)
+    admm_decay: float = _f(1.0, "regularizer", "ADMM: decay of the dual variable U.", min=0, max=1.0)
+    zero_one_weight: float = _f(10.0, "regularizer", "Zero-one loss weight (FairDARTS).", min=0, max=1000)
+    entropy_weight: float = _f(0.1, "regularizer", "Entropy penalty weight.", min=0, max=1000)
+    # ---- budget and run
+    epochs: int = _f(50, "budget", "Passes over the weight data (cosine schedule length).", min=1,
+                     max=10000)
+    iters_per_epoch: int = _f(0, "budget", "Iterations per epoch; 0 = one pass over the weight data.",
+                              min=0, max=1000000)
+    seed: int = _f(0, "budget", "Random seed (data split, init, batches).", min=0, max=2**31 - 1)
+    device: str = _f("auto", "budget", "auto picks cuda, then mps, then cpu.")
+    threads: int = _f(0, "budget", "Torch CPU threads; 0 = automatic (see README).", min=0, max=256)
+    fast: bool = _f(True, "budget", "Use the fast supernet path (same numbers as the plain one).")
+    log_every: int = _f(10, "budget", "Iterations per batch of rows written to the store.", min=1,
+                        max=10000)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---- validation --------------------------------------------------------------------
+    def validate(self) -> None:
+        from core.activations import list_activations
+        from core.data import list_datasets
+        from core.regularizers import list_regularizers
+        from core.schedules import list_schedules
+
+        hints = typing.get_type_hints(SearchConfig)
+        for f in fields(self):
+            v = getattr(self, f.name)
+            t = hints[f.name]
+            if t is bool:
+                if not isinstance(v, bool):
+                    raise ConfigError(f.name, f"must be true or false, got {v!r}")
+                continue
+            if t is int and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f.name, f"must be a whole number, got {v!r}")
+            if t is float:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+                    raise ConfigError(f.name, f"must be a number, got {v!r}")
+            md = f.metadata
+            lo, hi = md.get("min"), md.get("max")
+            if "gt" in md and not v > md["gt"]:
+                raise ConfigError(f.name, f"must be > {md['gt']}" + (f" and <= {hi}" if hi is not None
+                                  else "") + f", got {v}")
+            if lo is not None and v < lo or hi is not None and v > hi:
+                raise ConfigError(f.name, f"must be between {lo} and {hi}, got {v}")
+            if typing.get_origin(t) is Literal and v not in typing.get_args(t):
+                raise ConfigError(f.name, f"must be one of {', '.join(typing.get_args(t))}, got {v!r}")
+        for name, valid in (("activation", list_activations()), ("schedule", list_schedules()),
+                            ("regularizer", list_regularizers()), ("dataset", list_datasets()),
+                            ("method", METHODS.names() + ["custom"]),
+                            ("preset", PRESETS.names() + ["custom"]),
+                            ("device", ["auto", "cpu", "cuda", "mps"])):
+            v = getattr(self, name)
+            if v not in valid and not (name == "device" and v.startswith("cuda:")):
+                raise ConfigError(name, f"must be one of {', '.join(valid)}, got {v!r}")
+        if self.w_lr_min > self.w_lr:
+            raise ConfigError("w_lr_min", f"must be <= w_lr ({self.w_lr}), got {self.w_lr_min}")
+        if self.data_dir and not os.path.isdir(self.data_dir):
+            raise ConfigError("data_dir", f"folder {self.data_dir!r} does not exist; give an existing "
+                              "folder or leave it empty for the default")
+
+    # ---- forms -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SearchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown setting; valid: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **kw: Any) -> "SearchConfig":
+        known = {f.name for f in fields(self)}
+        for k in kw:
+            if k not in known:
+                raise ConfigError(k, f"unknown setting; valid: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def train_fraction(self) -> float:
+        from core.schedules import train_fraction
+        return train_fraction(self.split, self.period)
+
+
+def field_info() -> list[dict[str, Any]]:
+    """Name, type, default, group, help and bounds of each field, for forms and docs."""
+    hints = typing.get_type_hints(SearchConfig)
+    out = []
+    for f in fields(SearchConfig):
+        t = hints[f.name]
+        kind = ("choice" if typing.get_origin(t) is Literal else
+                {bool: "bool", int: "int", float: "float"}.get(t, "str"))
+        out.append({"name": f.name, "kind": kind, "default": f.default,
+                    "choices": list(typing.get_args(t)) if kind == "choice" else None,
+                    **dict(f.metadata)})
+    return out
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Converts a CLI/text value to the field's type; errors name the field."""
+    info = {f["name"]: f for f in field_info()}
+    if name not in info:
+        raise ConfigError(name, f"unknown setting; valid: {', '.join(sorted(info))}")
+    kind = info[name]["kind"]
+    try:
+        if kind == "bool":
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        what = {"bool": "true or false", "int": "a whole number", "float": "a number"}[kind]
+        raise ConfigError(name, f"must be {what}, got {text!r}") from None
+    return text
+
+
+# ---- presets ---------------------------------------------------------------------------
+PRESETS: Registry[dict[str, Any]] = Registry("preset")
+METHODS: Registry[dict[str, Any]] = Registry("method")
+
+PRESETS.register("paper")({
+    # DARTS-PRIME search settings on CIFAR-10 (ALGORITHMS.md "Optimisation defaults").
+    "dataset": "cifar10", "image_size": 32, "augment": True, "C": 16, "layers": 8, "nodes": 4,
+    "batch_size": 64, "epochs": 50, "iters_per_epoch": 0, "alpha_lr": 3e-4,
+    "seed_threshold": False, "log_every": 20,
+})
+PRESETS.register("demo")({
+    # Bundled digits at 16x16, a small but real supernet (2 cells of each type, 4 nodes).
+    # 120 iterations fit the 3-minute budget on a 2-core CPU (bench: ~1.2-1.5 s/iteration), so
+    # alpha_lr is ~30x the paper's and the informed threshold is seeded from the first FI: the
+    # alphas visibly move, CRB prunes, and the schedule steps from the start.
+    "dataset": "digits", "image_size": 16, "augment": False, "C": 8, "layers": 5, "nodes": 4,
+    "batch_size": 32, "epochs": 4, "iters_per_epoch": 30, "alpha_lr": 1e-2,
+    "seed_threshold": True, "log_every": 5,
+})
+PRESETS.register("tiny")({
+    # For tests and smoke checks: seconds on one CPU core.
+    "dataset": "digits", "image_size": 8, "augment": False, "C": 4, "layers": 3, "nodes": 4,
+    "batch_size": 16, "epochs": 2, "iters_per_epoch": 6, "alpha_lr": 3e-3,
+    "seed_threshold": True, "log_every": 2,
+})
+
+METHODS.register("darts")({"activation": "softmax", "schedule": "fixed", "period": 1,
+                           "split": "half", "regularizer": "none"})
+METHODS.register("fairdarts")({"activation": "sigmoid", "schedule": "fixed", "period": 1,
+                               "split": "half", "regularizer": "zero_one"})
+METHODS.register("darts-prime")({"activation": "softmax", "schedule": "informed", "period": 10,
+                                 "split": "matched", "regularizer": "proximity"})
+METHODS.register("prime-crb")({"activation": "crb", "schedule": "informed", "period": 10,
+                               "split": "matched", "regularizer": "proximity"})
+METHODS.register("prime-admm")({"activation": "crb", "schedule": "informed", "period": 10,
+                                "split": "matched", "regularizer": "admm"})
+
+
+def list_presets() -> list[str]:
+    return PRESETS.names()
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()
+
+
+def make_config(preset: str = "demo", method: str = "darts-prime", **overrides: Any) -> SearchConfig:
+    """Preset, then method, then overrides. Unknown names raise ConfigError naming the field."""
+    try:
+        p = PRESETS.get(preset)
+    except UnknownNameError as e:
+        raise ConfigError("preset", f"must be one of {', '.join(e.valid)}, got {preset!r}") from None
+    try:
+        m = METHODS.get(method)
+    except UnknownNameError as e:
+        raise ConfigError("method", f"must be one of {', '.join(e.valid)}, got {method!r}") from None
+    known = {f.name for f in fields(SearchConfig)}
+    for k in overrides:
+        if k not in known:
+            raise ConfigError(k, f"unknown setting; valid: {', '.join(sorted(known))}")
+    return SearchConfig(**{**p, **m, "preset": preset, "method": method, **overrides})

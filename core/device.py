@@ -1,0 +1,39 @@
+"""Device choice (cuda, then mps, then cpu) and the process-wide torch thread count."""
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+
+_threads_lock = threading.Lock()
+_threads_set: int | None = None
+
+# Chosen by `python -m core bench` on the 2-core CI machines (README, "Speed"): one intra-op
+# thread per search keeps a second core for the app server, the browser or a second run, and
+# small depthwise convolutions scale poorly past one thread anyway.
+DEFAULT_THREADS = 1
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for but no CUDA GPU is visible; use cpu or auto")
+    return torch.device(name)
+
+
+def configure_threads(n: int = 0) -> int:
+    """Sets torch's intra-op thread count once per process (0 = DEFAULT_THREADS or
+    $PRIME_EXPLORER_THREADS); later calls with another number are ignored."""
+    global _threads_set
+    with _threads_lock:
+        if _threads_set is None:
+            want = n or int(os.environ.get("PRIME_EXPLORER_THREADS", "0") or 0) or DEFAULT_THREADS
+            torch.set_num_threads(max(1, want))
+            _threads_set = torch.get_num_threads()
+        return _threads_set

@@ -1,0 +1,231 @@
+"""The discrete evaluation network built from a Genotype, and its parameter count.
+
+Follows DARTS (Liu et al., 2019) `model.py` (`Cell`, `AuxiliaryHeadCIFAR`, `NetworkCIFAR`):
+stem conv3x3 (in_channels -> 3C) + BN, `layers` cells with reductions at layers//3 and
+2*layers//3 (channels double there), an optional auxiliary head after cell 2*layers//3,
+global average pool, linear classifier. Module names match DARTS (`stem`, `cells.{i}._ops.{k}`,
+`cells.{i}.preprocess0`, `auxiliary_head`, `global_pooling`, `classifier`) so DARTS
+checkpoints map onto ours. `architecture_size` is the "size" of a genotype shown next to it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.genotype import Genotype
+from core.ops import FactorizedReduce, Identity, ReLUConvBN, create_op, list_ops
+
+STEM_MULTIPLIER = 3  # DARTS: the stem widens to 3C
+MIN_LAYERS = 3  # fewer would make the first cell (or every cell) a reduction cell
+AUX_PREFIX = "auxiliary_head"
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """DARTS drop path: zero whole samples with prob `drop_prob`, scale survivors by 1/keep.
+
+    Out of place (DARTS works in place), so it is safe on tensors autograd still needs.
+    """
+    if drop_prob <= 0.0:
+        return x
+    keep_prob = 1.0 - drop_prob
+    # One Bernoulli draw per sample, broadcast over (C, H, W): (B, 1, 1, 1)
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+def validate_genotype(genotype: Genotype) -> None:
+    """Raises ValueError unless both cells can be built: 2 pairs per node, known ops,
+    inputs that point at earlier states, concat indices that exist."""
+    valid_ops = list_ops()
+    for cell_type in ("normal", "reduce"):
+        pairs = genotype.cell(cell_type)
+        concat = getattr(genotype, cell_type + "_concat")
+        if not pairs or len(pairs) % 2:
+            raise ValueError(f"{cell_type} cell has {len(pairs)} (op, input) pairs; a genotype "
+                             f"needs exactly 2 per node (an even, non-zero count)")
+        steps = len(pairs) // 2
+        for k, (op, inp) in enumerate(pairs):
+            if op not in valid_ops:
+                raise ValueError(f"{cell_type} cell, pair {k}: unknown operation {op!r}; "
+                                 f"valid: {', '.join(valid_ops)}")
+            node = k // 2
+            if not 0 <= inp < 2 + node:
+                raise ValueError(f"{cell_type} cell, pair {k}: node {node} can only take inputs "
+                                 f"0..{1 + node} (0 = c_{{k-2}}, 1 = c_{{k-1}}), got {inp}")
+        if not concat:
+            raise ValueError(f"{cell_type}_concat is empty")
+        bad = [i for i in concat if not 0 <= i < 2 + steps]
+        if bad:
+            raise ValueError(f"{cell_type}_concat has indices {bad} outside 0..{1 + steps}")
+
+
+class Cell(nn.Module):
+    """One discrete cell: each node sums two ops applied to earlier states (DARTS model.Cell)."""
+
+    def __init__(self, genotype: Genotype, C_prev_prev: int, C_prev: int, C: int,
+                 reduction: bool, reduction_prev: bool):
+        super().__init__()
+        # The previous cell halved the resolution, so c_{k-2} must be halved too.
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=True)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=True)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=True)
+        self.reduction = reduction
+        cell_type = "reduce" if reduction else "normal"
+        pairs = genotype.cell(cell_type)
+        self._concat = tuple(getattr(genotype, cell_type + "_concat"))
+        self.multiplier = len(self._concat)
+        self._steps = len(pairs) // 2
+        self._indices = tuple(inp for _, inp in pairs)
+        self._ops = nn.ModuleList(
+            # Only edges from the two cell inputs are strided in a reduction cell.
+            create_op(op, C, 2 if reduction and inp < 2 else 1, affine=True)
+            for op, inp in pairs
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]  # each (B, C, H, W)
+        for i in range(self._steps):
+            node = 0
+            for k in (2 * i, 2 * i + 1):
+                op = self._ops[k]
+                h = op(states[self._indices[k]])
+                # Identity edges are never dropped (DARTS), so a skip always carries signal.
+                if self.training and drop_prob > 0.0 and not isinstance(op, Identity):
+                    h = drop_path(h, drop_prob)
+                node = node + h
+            states.append(node)
+        return torch.cat([states[i] for i in self._concat], dim=1)  # (B, multiplier*C, H, W)
+
+
+class _AuxPool(nn.Module):
+    """DARTS's AvgPool2d(5, stride=3) where it yields 2x2, else AdaptiveAvgPool2d(2).
+
+    The head's 2x2 conv and Linear(768) need exactly a 2x2 map after this pool. DARTS's pool
+    gives that only for 8..10-pixel maps (CIFAR's 32x32 input gives 8x8 here); a map smaller
+    than 5x5 (16x16 or 8x8 inputs) would make it fail, and 5..7 or >10 would too. The adaptive
+    pool has no parameters, so the count and the checkpoint keys (`features.1` has none) are
+    unchanged; the choice is made per call from the actual map size.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.darts_pool = nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if 8 <= h <= 10 and 8 <= w <= 10:
+            return self.darts_pool(x)
+        return F.adaptive_avg_pool2d(x, 2)
+
+
+class AuxiliaryHeadCIFAR(nn.Module):
+    """DARTS AuxiliaryHeadCIFAR: a small classifier on the 8x8 (for CIFAR) features."""
+
+    def __init__(self, C: int, num_classes: int):
+        super().__init__()
+        # ReLUs are not in place (DARTS's are): the head's input is s1, which later cells still
+        # read. Same values either way (those cells start with a ReLU), but no aliasing.
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            _AuxPool(),
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=False),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # (B, 768, 1, 1)
+        return self.classifier(x.flatten(1))
+
+
+class EvalNetwork(nn.Module):
+    """DARTS NetworkCIFAR built from a genotype; `drop_path_prob` is set by the trainer."""
+
+    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool,
+                 genotype: Genotype, in_channels: int = 3, drop_path_prob: float = 0.0):
+        super().__init__()
+        if layers < MIN_LAYERS:
+            raise ValueError(f"layers must be >= {MIN_LAYERS} (reductions sit at layers//3 and "
+                             f"2*layers//3), got {layers}")
+        if C < 1 or num_classes < 1 or in_channels < 1:
+            raise ValueError(f"C, num_classes and in_channels must be positive, got "
+                             f"{C}, {num_classes}, {in_channels}")
+        validate_genotype(genotype)
+        self.genotype = genotype
+        self._layers = layers
+        self._auxiliary = auxiliary
+        self.drop_path_prob = float(drop_path_prob)
+
+        C_curr = STEM_MULTIPLIER * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
+            nn.BatchNorm2d(C_curr),
+        )
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self._aux_index = 2 * layers // 3
+        C_to_auxiliary = C_prev
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = Cell(genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            if i == self._aux_index:
+                C_to_auxiliary = C_prev
+        if auxiliary:
+            self.auxiliary_head = AuxiliaryHeadCIFAR(C_to_auxiliary, num_classes)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, logits_aux); logits_aux is None unless training with the auxiliary head."""
+        logits_aux = None
+        s0 = s1 = self.stem(x)  # (B, 3C, H, W)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self._aux_index and self._auxiliary and self.training:
+                logits_aux = self.auxiliary_head(s1)  # (B, num_classes)
+        out = self.global_pooling(s1)  # (B, C_prev, 1, 1)
+        logits = self.classifier(out.flatten(1))  # (B, num_classes)
+        return logits, logits_aux
+
+
+def count_parameters(module: nn.Module, exclude_auxiliary: bool = True) -> int:
+    """Trainable parameters; the auxiliary head is left out by default, as DARTS reports."""
+    return sum(
+        p.numel()
+        for name, p in module.named_parameters()
+        if p.requires_grad and not (exclude_auxiliary and name.split(".")[0] == AUX_PREFIX)
+    )
+
+
+_SIZE_CACHE: dict[tuple[str, int, int, int], int] = {}
+_SIZE_CACHE_MAX = 256  # the search asks once per genotype change; a few hundred is plenty
+
+
+def architecture_size(genotype: Genotype, C: int = 36, num_classes: int = 10,
+                      layers: int = 20) -> int:
+    """Parameters of the EvalNetwork (no auxiliary head) for this genotype, cached.
+
+    Built on the 'meta' device: shapes only, no memory and no real initialisation, so the
+    count is exact and takes milliseconds.
+    """
+    key = (str(genotype), C, num_classes, layers)
+    if key not in _SIZE_CACHE:
+        with torch.device("meta"):
+            net = EvalNetwork(C, num_classes, layers, auxiliary=False, genotype=genotype)
+        if len(_SIZE_CACHE) >= _SIZE_CACHE_MAX:
+            _SIZE_CACHE.pop(next(iter(_SIZE_CACHE)))  # oldest first
+        _SIZE_CACHE[key] = count_parameters(net)
+    return _SIZE_CACHE[key]

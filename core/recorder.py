@@ -1,0 +1,117 @@
+"""The Recorder callback: the one path from a running search into the run store.
+
+Rows are buffered and written every ``log_every`` iterations (or after a second), with all
+their device scalars read back in one transfer; events, alphas and genotypes go with them.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from core.search import Callback, NonFiniteError, Search, SearchResult
+from core.store import RunStore
+
+_MAX_FLUSH_SECONDS = 1.0
+
+
+class Recorder(Callback):
+    def __init__(self, store: RunStore, run_id: int, log_every: int = 10):
+        self.store = store
+        self.run_id = run_id
+        self.log_every = max(1, int(log_every))
+        self.rows: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self._t0 = time.time()
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def on_search_start(self, search: Search) -> None:
+        self._t0 = time.time()
+        self.store.mark_started(self.run_id, str(search.device))
+        self.store.update_run(self.run_id, total_iterations=search.total_iterations)
+        self.store.add_event(self.run_id, "started", f"search started on {search.device} "
+                             f"({search.total_iterations} iterations)", step=search.step)
+        self.flush(search)
+
+    def on_step_end(self, search: Search, row: dict[str, Any]) -> None:
+        row["time"] = time.time() - self._t0
+        self.rows.append(row)
+        if len(self.rows) >= self.log_every or time.monotonic() - self._last_flush > _MAX_FLUSH_SECONDS:
+            self.flush(search)
+
+    def on_epoch_end(self, search: Search, epoch: int, val_acc: float, val_loss: float) -> None:
+        self.flush(search)
+        self.store.add_event(self.run_id, "epoch_end", f"epoch {epoch + 1}: validation accuracy "
+                             f"{val_acc:.3f}, loss {val_loss:.3f}", step=search.step - 1,
+                             data={"epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss,
+                                   "train_acc": search.last_train_acc})
+        run = self.store.get_run(self.run_id)
+        best = max(val_acc, (run.summary.get("best_val_acc") or 0.0) if run else 0.0)
+        self.store.merge_summary(self.run_id, val_acc=val_acc, best_val_acc=best,
+                                 train_acc=search.last_train_acc, epochs_done=epoch + 1)
+
+    def on_pause(self, search: Search, paused: bool) -> None:
+        self.flush(search)
+        self.store.update_run(self.run_id, status="paused" if paused else "running")
+        self.store.add_event(self.run_id, "paused" if paused else "resumed",
+                             "paused" if paused else "resumed after pause", step=search.step)
+
+    def on_search_error(self, search: Search, exc: BaseException) -> None:
+        try:
+            self.flush(search, check=False)
+        except Exception:  # the original error matters more than a failed last write
+            pass
+
+    def on_search_end(self, search: Search, result: SearchResult) -> None:
+        self.flush(search)
+        summary = result.to_dict()
+        summary.pop("run_id")
+        self.store.merge_summary(self.run_id, **summary)
+        self.store.update_run(self.run_id, status=result.status, finished=time.time(),
+                              genotype=str(result.genotype), size=result.size)
+        self.store.add_event(self.run_id, result.status, f"search {result.status} after "
+                             f"{result.iterations} iterations ({result.arch_steps} architecture steps)",
+                             step=max(0, result.iterations - 1))
+
+    # ---- writing ----------------------------------------------------------------------------
+    def flush(self, search: Search, check: bool = True) -> None:
+        rows, self.rows = self.rows, []
+        self._last_flush = time.monotonic()
+        _to_host(rows)
+        if check:
+            for r in rows:
+                for key in ("train_loss", "val_loss"):
+                    v = r.get(key)
+                    if v is not None and not (v == v and abs(v) != float("inf")):
+                        self.store.add_steps(self.run_id, rows)
+                        raise NonFiniteError(
+                            f"{key} became {v} at iteration {r['step']}; the run was stopped. "
+                            "Lower w_lr or alpha_lr, or raise grad_clip's strictness (smaller value)")
+        self.store.add_steps(self.run_id, rows)
+        events = []
+        for ev in search.take_events():
+            if ev["kind"] == "alphas":
+                self.store.add_alphas(self.run_id, ev["step"], ev["_weights"])
+            elif ev["kind"] == "genotype":
+                g = ev["_genotype"]
+                self.store.add_genotype(self.run_id, ev["step"], g.to_json(), ev["_size"])
+                self.store.update_run(self.run_id, genotype=str(g), size=ev["_size"])
+            else:
+                events.append(ev)
+        self.store.add_events(self.run_id, events)
+
+
+def _to_host(rows: list[dict[str, Any]]) -> None:
+    """Replaces every tensor in the rows (and their ``terms``) by a float, in one transfer."""
+    slots, tensors = [], []
+    for r in rows:
+        for d in (r, r.get("terms") or {}):
+            for k, v in d.items():
+                if isinstance(v, torch.Tensor):
+                    slots.append((d, k))
+                    tensors.append(v.detach().reshape(()).float())
+    if tensors:
+        values = torch.stack(tensors).cpu().tolist()
+        for (d, k), v in zip(slots, values):
+            d[k] = v

@@ -1,0 +1,173 @@
+"""Penalties added to the architecture loss, pulling the weights toward a discrete cell.
+
+none, proximity (DARTS-PRIME), admm (PRIME v1), and the baselines zero_one (FairDARTS) and
+entropy. ``weights`` is a dict cell type -> activated weights A (edges, ops) with gradient;
+D(A) is the one discretization rule (core.discretize), detached. ALGORITHMS.md "Regularizers".
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from core.discretize import project_discrete
+from core.registry import Registry
+
+REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")
+register_regularizer = REGULARIZERS.register
+Weights = dict[str, torch.Tensor]
+
+
+def list_regularizers() -> list[str]:
+    return REGULARIZERS.names()
+
+
+def create_regularizer(name: str, **kw: Any) -> "Regularizer":
+    return REGULARIZERS.create(name, **kw)
+
+
+class Regularizer:
+    name = "base"
+
+    def __init__(self, primitives: Sequence[str], **_: Any):
+        self.primitives = list(primitives)
+
+    def setup(self, weights: Weights) -> None:
+        """Called once with the initial activated weights (detached)."""
+
+    def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
+        """Scalar added to the validation loss; ``progress`` t runs from 0 to 1."""
+        any_w = next(iter(weights.values()))
+        return any_w.new_zeros(())
+
+    def after_arch_step(self, alphas: Weights, activate: Callable[[torch.Tensor], torch.Tensor],
+                        masks: Weights | None = None) -> dict[str, float] | None:
+        """Called after each architecture step; returns a report when the regularizer updated
+        its own state (ADMM), else None."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@register_regularizer("none")
+class NoRegularizer(Regularizer):
+    name = "none"
+
+
+@register_regularizer("proximity")
+class Proximity(Regularizer):
+    """t * rho/2 * ||A - D(A)||_F (norm not squared), D recomputed from the current A."""
+
+    name = "proximity"
+
+    def __init__(self, primitives: Sequence[str], rho: float = 0.1, **_: Any):
+        super().__init__(primitives)
+        self.rho = float(rho)
+
+    def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
+        total = sum(torch.linalg.vector_norm(A - project_discrete(A.detach(), self.primitives))
+                    for A in weights.values())
+        return progress * self.rho / 2.0 * total
+
+
+@register_regularizer("admm")
+class ADMM(Regularizer):
+    """rho/2 * ||(A - Z + U) * mask||_F with Z, U updated every ``admm_every`` arch steps:
+    Z <- D(activate(alpha + U)), then U <- decay * U + (A - Z)."""
+
+    name = "admm"
+
+    def __init__(self, primitives: Sequence[str], rho: float = 0.1, admm_every: int = 10,
+                 admm_decay: float = 1.0, **_: Any):
+        super().__init__(primitives)
+        if admm_every < 1:
+            raise ValueError(f"admm_every must be >= 1, got {admm_every}")
+        self.rho = float(rho)
+        self.every = int(admm_every)
+        self.decay = float(admm_decay)
+        self.Z: Weights = {}
+        self.U: Weights = {}
+        self.arch_steps = 0
+
+    def setup(self, weights: Weights) -> None:
+        for ct, A in weights.items():
+            self.Z[ct] = project_discrete(A.detach(), self.primitives)
+            self.U[ct] = torch.zeros_like(A.detach())
+
+    def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
+        total = 0.0
+        for ct, A in weights.items():
+            diff = A - self.Z[ct] + self.U[ct]
+            if masks is not None:
+                diff = diff * masks[ct]
+            total = total + torch.linalg.vector_norm(diff)
+        return self.rho / 2.0 * total
+
+    def after_arch_step(self, alphas: Weights, activate: Callable[[torch.Tensor], torch.Tensor],
+                        masks: Weights | None = None) -> dict[str, float] | None:
+        self.arch_steps += 1
+        if self.arch_steps % self.every:
+            return None
+        primal, dual = 0.0, 0.0
+        with torch.no_grad():
+            for ct, alpha in alphas.items():
+                A = activate(alpha)
+                self.Z[ct] = project_discrete(activate(alpha + self.U[ct]), self.primitives)
+                self.U[ct] = self.decay * self.U[ct] + (A - self.Z[ct])
+                primal += float(torch.linalg.vector_norm(A - self.Z[ct]))
+                dual += float(torch.linalg.vector_norm(self.U[ct]))
+        return {"admm_primal": primal, "admm_dual": dual}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"Z": {k: v.cpu() for k, v in self.Z.items()},
+                "U": {k: v.cpu() for k, v in self.U.items()}, "arch_steps": self.arch_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = next(iter(self.Z.values())).device if self.Z else "cpu"
+        self.Z = {k: v.to(device) for k, v in state["Z"].items()}
+        self.U = {k: v.to(device) for k, v in state["U"].items()}
+        self.arch_steps = int(state["arch_steps"])
+
+
+@register_regularizer("zero_one")
+class ZeroOne(Regularizer):
+    """FairDARTS: -w0 * mean((sigmoid(alpha) - 0.5)^2). Written on the activated weights A,
+    which equal sigmoid(alpha) under the sigmoid activation it is meant for."""
+
+    name = "zero_one"
+
+    def __init__(self, primitives: Sequence[str], zero_one_weight: float = 10.0, **_: Any):
+        super().__init__(primitives)
+        self.w0 = float(zero_one_weight)
+
+    def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
+        A = torch.cat([w.flatten() for w in weights.values()])
+        return -self.w0 * torch.mean((A - 0.5) ** 2)
+
+
+@register_regularizer("entropy")
+class Entropy(Regularizer):
+    """weight * mean per-edge entropy of A, each edge's weights renormalised to sum to 1."""
+
+    name = "entropy"
+
+    def __init__(self, primitives: Sequence[str], entropy_weight: float = 0.1, **_: Any):
+        super().__init__(primitives)
+        self.weight = float(entropy_weight)
+
+    def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
+        ents = []
+        for A in weights.values():
+            p = A.clamp_min(0) / A.clamp_min(0).sum(dim=-1, keepdim=True).clamp_min(1e-12)
+            ents.append(-(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1))
+        return self.weight * torch.cat(ents).mean()
+
+
+def discretization_gap(weights: Weights, primitives: Sequence[str]) -> torch.Tensor:
+    """||A - D(A)||_F summed over cell types: how far the weights are from their cell."""
+    return sum(torch.linalg.vector_norm(A.detach() - project_discrete(A.detach(), primitives))
+               for A in weights.values())

@@ -1,0 +1,377 @@
+"""The bilevel search loop of ALGORITHMS.md: a weight step every iteration, an architecture
+step (first order) when the schedule says, cosine lr stepped per epoch, gradient clipping.
+
+Everything the loop learns reaches the store through one ``Recorder`` callback; the loop itself
+does no I/O. Hooks (``Callback``) follow Lightning's: on_search_start, on_epoch_start,
+on_step_end, on_epoch_end, on_search_end. Resume = load a checkpoint written at epoch ends.
+
+Hot-loop rules (DESIGN.md): no host sync per op or parameter. Per iteration the loop reads one
+scalar (FI, only for the informed schedule); losses and accuracies stay on the device until the
+recorder flushes every ``log_every`` iterations; the weights are copied to the host once per
+architecture step (for the genotype, the pruning mask and the alpha record).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.config import SearchConfig
+from core.data import BatchStream, ImageData, load_dataset
+from core.device import pick_device
+from core.discretize import derive_genotype
+from core.evalnet import architecture_size
+from core.genotype import CELL_TYPES, Genotype
+from core.regularizers import create_regularizer, discretization_gap
+from core.schedules import create_schedule
+from core.supernet import Supernet
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or an alpha became NaN or infinite; the run stops with this message."""
+
+
+class SearchStopped(Exception):
+    pass
+
+
+@dataclass
+class SearchResult:
+    run_id: int | None
+    status: str
+    genotype: Genotype
+    iterations: int
+    arch_steps: int
+    train_acc: float | None
+    val_acc: float | None
+    size: int
+    seconds: float
+    pruned: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.status, "genotype": str(self.genotype),
+                "iterations": self.iterations, "arch_steps": self.arch_steps,
+                "train_acc": self.train_acc, "val_acc": self.val_acc, "architecture_size": self.size,
+                "seconds": round(self.seconds, 3), "pruned_ops": self.pruned}
+
+
+class Callback:
+    def on_search_start(self, search: "Search") -> None: ...
+    def on_epoch_start(self, search: "Search", epoch: int) -> None: ...
+    def on_step_end(self, search: "Search", row: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, search: "Search", epoch: int, val_acc: float, val_loss: float) -> None: ...
+    def on_search_end(self, search: "Search", result: SearchResult) -> None: ...
+
+
+@dataclass
+class _ArchState:
+    """What the last architecture step left on the host: weights, gap, genotype."""
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    gap: float | None = None
+    genotype: Genotype | None = None
+    size: int | None = None
+
+
+class Search:
+    def __init__(self, config: SearchConfig, store: Any = None, run_id: int | None = None,
+                 callbacks: list[Callback] | None = None, data: ImageData | None = None,
+                 resume: bool = False):
+        self.config = config
+        self.store = store
+        self.run_id = run_id
+        self.callbacks: list[Callback] = list(callbacks or [])
+        if store is not None and run_id is not None:
+            from core.recorder import Recorder  # the one place that writes to the store
+            self.callbacks.insert(0, Recorder(store, run_id, config.log_every))
+        self._data = data
+        self._keep_events = bool(self.callbacks)
+        self.resume = resume
+        self.device = pick_device(config.device)
+        self._ready = False
+
+    # ---- setup -------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self.data = self._data or load_dataset(cfg.dataset, cfg.data_dir or None, cfg.image_size, cfg.seed)
+        w_idx, a_idx = self.data.split_train(cfg.train_fraction, cfg.seed)
+        self.a_idx = a_idx
+        self.w_stream = BatchStream(self.data, w_idx, cfg.batch_size, cfg.seed, cfg.augment, self.device)
+        self.a_stream = BatchStream(self.data, a_idx, cfg.batch_size, cfg.seed + 1, False, self.device)
+        self.model = Supernet(cfg.C, self.data.num_classes, cfg.layers, cfg.activation, cfg.nodes,
+                              in_channels=self.data.in_channels, fast=cfg.fast, generator=gen)
+        self.model.to(self.device)
+        # Channels-last makes the small depthwise convolutions of the cell faster on CPU
+        # (measured by `python -m core bench`); the plain path keeps the default layout.
+        self.memory_format = torch.channels_last if cfg.fast else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.primitives = self.model.primitives
+        self.w_params = self.model.weights_parameters()
+        self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
+                                           weight_decay=cfg.w_weight_decay)
+        self.alpha_optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=cfg.alpha_lr,
+                                                betas=(cfg.alpha_beta1, cfg.alpha_beta2),
+                                                weight_decay=cfg.alpha_weight_decay)
+        self.lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min)
+        self.schedule = create_schedule(cfg.schedule, period=cfg.period, multiplier=cfg.multiplier,
+                                        ewma=cfg.ewma, init_threshold=cfg.init_threshold,
+                                        seed_threshold=cfg.seed_threshold)
+        self.regularizer = create_regularizer(
+            cfg.regularizer, primitives=self.primitives, rho=cfg.rho, admm_every=cfg.admm_every,
+            admm_decay=cfg.admm_decay, zero_one_weight=cfg.zero_one_weight,
+            entropy_weight=cfg.entropy_weight)
+        with torch.no_grad():
+            self.regularizer.setup(self.model.all_arch_weights())
+        self.iters_per_epoch = cfg.iters_per_epoch or self.w_stream.batches_per_epoch
+        self.total_iterations = cfg.epochs * self.iters_per_epoch
+        self.step = 0
+        self.start_epoch = 0
+        self.arch_steps = 0
+        self.pruned = 0
+        self.last_val_acc: float | None = None
+        self.last_train_acc: float | None = None
+        self._weights_detached: dict[str, torch.Tensor] | None = None
+        self.arch = _ArchState()
+        self.pending_events: list[dict[str, Any]] = []
+        self._epoch_acc_sum: torch.Tensor | None = None
+        self._epoch_acc_n = 0
+        if self.resume and self.store is not None and self.run_id is not None:
+            self._load_checkpoint()
+        self._refresh_arch_state(record=True)
+        self._ready = True
+
+    # ---- one iteration --------------------------------------------------------------------
+    def iteration(self, epoch: int) -> dict[str, Any]:
+        """One weight step, preceded by an architecture step when the schedule says so.
+        Returns the row to record (device tensors for what is not yet on the host)."""
+        cfg, model = self.config, self.model
+        progress = self.step / max(1, self.total_iterations)
+        row: dict[str, Any] = {"step": self.step, "epoch": epoch, "progress": progress}
+        model.train()
+
+        arch = self.schedule.should_step()
+        row["arch_step"] = int(arch)
+        if arch:
+            self._arch_step(progress, row)
+
+        x, y = self.w_stream.next()
+        x = x.contiguous(memory_format=self.memory_format)
+        self.w_optimizer.zero_grad(set_to_none=True)
+        if cfg.fast:
+            # Detached weights: the weight step sends no gradient to the alphas.
+            if self._weights_detached is None:
+                with torch.no_grad():
+                    self._weights_detached = model.all_arch_weights()
+            logits = model(x, self._weights_detached)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            # FI = sum of squared weight gradients before clipping: the clip's own fused norm.
+            fi = torch.nn.utils.clip_grad_norm_(self.w_params, cfg.grad_clip, foreach=True).square()
+        else:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            fi = sum((p.grad.detach() ** 2).sum() for p in self.w_params if p.grad is not None)
+            torch.nn.utils.clip_grad_norm_(self.w_params, cfg.grad_clip, foreach=False)
+        if getattr(self.schedule, "needs_fi", False):
+            self.schedule.observe(float(fi))  # the loop's one host read per iteration
+        self.w_optimizer.step()
+
+        train_acc = (logits.argmax(1) == y).float().mean()
+        self._epoch_acc_sum = train_acc if self._epoch_acc_sum is None else self._epoch_acc_sum + train_acc
+        self._epoch_acc_n += 1
+        row.update(train_loss=loss.detach(), train_acc=train_acc,
+                   fi=fi.detach(), lr=self.w_optimizer.param_groups[0]["lr"],
+                   fi_ewma=self.schedule.fi_ewma, threshold=self.schedule.threshold,
+                   gap=self.arch.gap, active_ops=model.active_op_count())
+        self.step += 1
+        return row
+
+    def _arch_step(self, progress: float, row: dict[str, Any]) -> None:
+        model = self.model
+        xv, yv = self.a_stream.next()
+        xv = xv.contiguous(memory_format=self.memory_format)
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        weights = model.all_arch_weights()
+        logits = model(xv, weights)
+        val_loss = F.cross_entropy(logits, yv)
+        masks = model.mask_tensors() if model.act.prunes else None
+        penalty = self.regularizer.penalty(weights, progress, masks)
+        total = val_loss + penalty
+        if self.config.fast:
+            total.backward(inputs=model.arch_parameters())  # no weight gradients are needed
+        else:
+            total.backward()
+        self.alpha_optimizer.step()
+        self.arch_steps += 1
+        for ct, e, k in model.after_arch_update():
+            self.pruned += 1
+            self.push_event({"kind": "pruned", "step": self.step, "message":
+                                        f"{ct} edge {e}: {self.primitives[k]} pruned",
+                                        "data": {"cell_type": ct, "edge": e, "op": self.primitives[k]}})
+        report = self.regularizer.after_arch_step(model.alphas(), model.act,
+                                                  model.mask_tensors() if model.act.prunes else None)
+        terms: dict[str, Any] = {"val_ce": val_loss.detach(), self.regularizer.name: penalty.detach()}
+        if report:
+            terms.update(report)
+            self.push_event({"kind": "admm_update", "step": self.step, "message":
+                                        f"ADMM update: primal {report['admm_primal']:.4f}, "
+                                        f"||U|| {report['admm_dual']:.4f}", "data": report})
+        self._weights_detached = None
+        self._refresh_arch_state(record=True)
+        row.update(val_loss=val_loss.detach(), val_acc=(logits.argmax(1) == yv).float().mean(),
+                   penalty=penalty.detach(), terms=terms, gap=self.arch.gap)
+
+    def _refresh_arch_state(self, record: bool) -> None:
+        """Host copy of the weights after they changed: gap, genotype, NaN check."""
+        with torch.no_grad():
+            w = {ct: a.detach().to("cpu", torch.float32) for ct, a in self.model.all_arch_weights().items()}
+        arrays = {ct: t.numpy() for ct, t in w.items()}
+        if not all(np.isfinite(a).all() for a in arrays.values()):
+            raise NonFiniteError(f"an architecture weight became NaN or infinite at iteration "
+                                 f"{self.step}; lower alpha_lr or rho")
+        self.arch.weights = arrays
+        self.arch.gap = float(discretization_gap(w, self.primitives))
+        g = derive_genotype(arrays["normal"], arrays["reduce"], self.primitives)
+        if self.arch.genotype is None or g != self.arch.genotype:
+            self.arch.genotype = g
+            self.arch.size = architecture_size(g, 36, self.data.num_classes, 20)
+            self.push_event({"kind": "genotype", "step": self.step, "message": "genotype changed",
+                             "_genotype": g, "_size": self.arch.size})
+        if record:
+            self.push_event({"kind": "alphas", "step": self.step, "_weights": arrays})
+
+    # ---- epochs and the whole run ----------------------------------------------------------
+    @torch.no_grad()
+    def evaluate_arch_split(self, max_batches: int = 50) -> tuple[float, float]:
+        """Accuracy and loss of the supernet on the architecture (validation) data."""
+        self.model.eval()
+        stream = BatchStream(self.data, self.a_idx, self.config.batch_size * 2, 0, False,
+                             self.device)
+        correct, loss_sum, n = 0.0, 0.0, 0
+        for _ in range(min(max_batches, stream.batches_per_epoch)):
+            x, y = stream.next()
+            logits = self.model(x.contiguous(memory_format=self.memory_format))
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += float((logits.argmax(1) == y).sum())
+            n += len(y)
+        self.model.train()
+        return correct / max(1, n), loss_sum / max(1, n)
+
+    def run(self, stop_event: threading.Event | None = None,
+            pause_event: threading.Event | None = None) -> SearchResult:
+        stop_event = stop_event or threading.Event()
+        t0 = time.time()
+        if not self._ready:
+            self.setup()
+        for cb in self.callbacks:
+            cb.on_search_start(self)
+        status = "finished"
+        epoch = self.start_epoch
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                for cb in self.callbacks:
+                    cb.on_epoch_start(self, epoch)
+                for _ in range(self.iters_per_epoch):
+                    if pause_event is not None and pause_event.is_set():
+                        self._wait_while_paused(pause_event, stop_event)
+                    if stop_event.is_set():
+                        raise SearchStopped
+                    row = self.iteration(epoch)
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, row)
+                self.lr_scheduler.step()
+                if self._epoch_acc_n:
+                    self.last_train_acc = float(self._epoch_acc_sum) / self._epoch_acc_n
+                self._epoch_acc_sum, self._epoch_acc_n = None, 0
+                val_acc, val_loss = self.evaluate_arch_split()
+                self.last_val_acc = val_acc
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, epoch, val_acc, val_loss)
+                self.save_checkpoint(epoch + 1)
+        except SearchStopped:
+            status = "stopped"
+        except BaseException as exc:
+            for cb in self.callbacks:
+                getattr(cb, "on_search_error", lambda s, e: None)(self, exc)
+            raise
+        result = SearchResult(self.run_id, status, self.arch.genotype, self.step, self.arch_steps,
+                              self.last_train_acc, self.last_val_acc, int(self.arch.size or 0),
+                              time.time() - t0, self.pruned)
+        for cb in self.callbacks:
+            cb.on_search_end(self, result)
+        return result
+
+    def push_event(self, event: dict[str, Any]) -> None:
+        if self._keep_events:
+            self.pending_events.append(event)
+
+    def take_events(self) -> list[dict[str, Any]]:
+        events, self.pending_events = self.pending_events, []
+        return events
+
+    def _wait_while_paused(self, pause_event: threading.Event, stop_event: threading.Event) -> None:
+        for cb in self.callbacks:
+            getattr(cb, "on_pause", lambda s, p: None)(self, True)
+        while pause_event.is_set() and not stop_event.is_set():
+            time.sleep(0.05)
+        for cb in self.callbacks:
+            getattr(cb, "on_pause", lambda s, p: None)(self, False)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self, next_epoch: int) -> None:
+        if self.store is None or self.run_id is None:
+            return
+        import os
+        path = self.store.checkpoint_path(self.run_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        state = {
+            "next_epoch": next_epoch, "step": self.step, "arch_steps": self.arch_steps,
+            "pruned": self.pruned, "last_val_acc": -1.0 if self.last_val_acc is None else self.last_val_acc,
+            "model": self.model.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(), "schedule": self.schedule.state_dict(),
+            "regularizer": self.regularizer.state_dict(),
+            "masks": {ct: torch.from_numpy(m.copy()) for ct, m in self.model.masks.items()},
+            "w_stream": self.w_stream.state_dict(), "a_stream": self.a_stream.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = path + ".tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def _load_checkpoint(self) -> None:
+        import os
+        path = self.store.checkpoint_path(self.run_id)
+        if not os.path.exists(path):
+            self.store.truncate_after(self.run_id, -1)
+            return  # nothing saved yet: start over
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.model.set_masks({ct: m.cpu().numpy() for ct, m in state["masks"].items()})
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.regularizer.load_state_dict(state["regularizer"])
+        self.w_stream.load_state_dict(state["w_stream"])
+        self.a_stream.load_state_dict(state["a_stream"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.start_epoch = int(state["next_epoch"])
+        self.step = int(state["step"])
+        self.arch_steps = int(state["arch_steps"])
+        self.pruned = int(state["pruned"])
+        v = float(state["last_val_acc"])
+        self.last_val_acc = None if v < 0 else v
+        self.store.truncate_after(self.run_id, self.step - 1)
+        self.push_event({"kind": "resumed", "step": self.step,
+                                    "message": f"resumed from epoch {self.start_epoch}"})

@@ -1,0 +1,378 @@
+"""The SQLite run store: the single meeting point of runs, the CLI and the app.
+
+Tables (DESIGN.md "Store"): runs, steps, alphas, genotypes, events. WAL mode so readers see a
+run's rows while it writes; one connection per thread; short transactions. The schema version is
+SQLite's ``user_version``; ``_MIGRATIONS[i]`` brings version i to i+1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_DB = os.path.join("runs", "explorer.sqlite")
+
+STEP_COLUMNS: tuple[str, ...] = (
+    "step", "epoch", "progress", "time", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+    "fi", "fi_ewma", "threshold", "arch_step", "penalty", "gap", "active_ops", "terms",
+)
+
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        grp TEXT,
+        method TEXT,
+        dataset TEXT,
+        config TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        updated REAL,
+        device TEXT,
+        host TEXT,
+        pid INTEGER,
+        error TEXT,
+        genotype TEXT,
+        size INTEGER,
+        iterations INTEGER DEFAULT 0,
+        total_iterations INTEGER,
+        summary TEXT
+    );
+    CREATE TABLE steps (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL, epoch INTEGER, progress REAL, time REAL,
+        train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL, lr REAL,
+        fi REAL, fi_ewma REAL, threshold REAL, arch_step INTEGER, penalty REAL, gap REAL,
+        active_ops INTEGER, terms TEXT,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE alphas (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL, cell_type TEXT NOT NULL,
+        edges INTEGER NOT NULL, ops INTEGER NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (run_id, step, cell_type)
+    ) WITHOUT ROWID;
+    CREATE TABLE genotypes (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER NOT NULL, genotype TEXT NOT NULL, size INTEGER,
+        PRIMARY KEY (run_id, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step INTEGER, time REAL NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, data TEXT
+    );
+    CREATE INDEX events_run ON events(run_id, id);
+    CREATE INDEX runs_grp ON runs(grp);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# Statuses a run can have; "interrupted" is derived when the writing process is gone.
+ACTIVE_STATUSES = ("queued", "running", "paused")
+FINAL_STATUSES = ("finished", "failed", "stopped", "interrupted")
+
+
+def default_db_path() -> str:
+    return os.environ.get("PRIME_EXPLORER_DB") or DEFAULT_DB
+
+
+@dataclass
+class RunRecord:
+    id: int
+    name: str
+    group: str | None
+    method: str | None
+    dataset: str | None
+    config: dict[str, Any]
+    status: str
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    updated: float | None = None
+    device: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    error: str | None = None
+    genotype: str | None = None
+    size: int | None = None
+    iterations: int = 0
+    total_iterations: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None:
+            return None
+        end = self.finished or self.updated or self.started
+        return max(0.0, end - self.started)
+
+
+class RunStore:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = str(path or default_db_path())
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    # ---- connections ---------------------------------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _write(self, sql: str, params: Sequence | Iterable[Sequence] = (), many: bool = False) -> sqlite3.Cursor:
+        conn = self.connect()
+        with conn:  # one short transaction
+            conn.execute("BEGIN IMMEDIATE")
+            return conn.executemany(sql, params) if many else conn.execute(sql, params)
+
+    def _migrate(self) -> None:
+        conn = self.connect()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema version {version}, newer than this code "
+                               f"({SCHEMA_VERSION}); upgrade PRIME Explorer")
+        for v in range(version, SCHEMA_VERSION):
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in filter(str.strip, _MIGRATIONS[v].split(";")):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {v + 1}")
+
+    # ---- runs ------------------------------------------------------------------------------
+    def create_run(self, config: Any, name: str | None = None, group: str | None = None,
+                   status: str = "queued") -> int:
+        cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        now = time.time()
+        cur = self._write(
+            "INSERT INTO runs (name, grp, method, dataset, config, status, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name or "", group, cfg.get("method"), cfg.get("dataset"), json.dumps(cfg), status, now, now))
+        run_id = int(cur.lastrowid)
+        if not name:
+            self._write("UPDATE runs SET name = ? WHERE id = ?",
+                        (f"{cfg.get('method', 'run')}-s{cfg.get('seed', 0)}-{run_id}", run_id))
+        return run_id
+
+    _RUN_FIELDS = {"name", "grp", "status", "started", "finished", "updated", "device", "host", "pid",
+                   "error", "genotype", "size", "iterations", "total_iterations", "summary", "config"}
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        if "group" in values:
+            values["grp"] = values.pop("group")
+        bad = set(values) - self._RUN_FIELDS
+        if bad:
+            raise KeyError(f"unknown run fields {sorted(bad)}")
+        for k in ("summary", "config"):
+            if k in values and not isinstance(values[k], str):
+                values[k] = json.dumps(values[k])
+        values.setdefault("updated", time.time())
+        cols = ", ".join(f"{k} = ?" for k in values)
+        self._write(f"UPDATE runs SET {cols} WHERE id = ?", (*values.values(), run_id))
+
+    def merge_summary(self, run_id: int, **items: Any) -> None:
+        run = self.get_run(run_id)
+        if run is not None:
+            self.update_run(run_id, summary={**run.summary, **items})
+
+    def mark_started(self, run_id: int, device: str) -> None:
+        self.update_run(run_id, status="running", started=time.time(), device=device,
+                        host=socket.gethostname(), pid=os.getpid(), error=None, finished=None)
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        row = self.connect().execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        return _run_record(row) if row else None
+
+    def list_runs(self, group: str | None = None, ids: Sequence[int] | None = None) -> list[RunRecord]:
+        sql, params = "SELECT * FROM runs", []
+        where = []
+        if group is not None:
+            where.append("grp = ?")
+            params.append(group)
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            params.extend(int(i) for i in ids)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.connect().execute(sql + " ORDER BY id DESC", params).fetchall()
+        return [_run_record(r) for r in rows]
+
+    def groups(self) -> list[str]:
+        rows = self.connect().execute(
+            "SELECT grp FROM runs WHERE grp IS NOT NULL GROUP BY grp ORDER BY MAX(id) DESC").fetchall()
+        return [r[0] for r in rows]
+
+    def delete_run(self, run_id: int) -> None:
+        self._write("DELETE FROM runs WHERE id = ?", (int(run_id),))
+
+    def mark_interrupted(self, live_run_ids: Iterable[int] = ()) -> list[int]:
+        """Runs stored as active whose writer is gone (another pid on this host that no longer
+        exists, or this process without a live thread) become 'interrupted'."""
+        live = set(live_run_ids)
+        host, pid = socket.gethostname(), os.getpid()
+        gone = []
+        for r in self.list_runs():
+            if r.status not in ("running", "paused") or r.id in live:
+                continue
+            if r.host == host and (r.pid == pid or not _pid_alive(r.pid)):
+                gone.append(r.id)
+        for rid in gone:
+            self.update_run(rid, status="interrupted")
+        return gone
+
+    # ---- rows written by a search --------------------------------------------------------------
+    def add_steps(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        cols = STEP_COLUMNS
+        values = [(run_id, *[_jsonable(r.get(c)) for c in cols]) for r in rows]
+        conn = self.connect()
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"INSERT OR REPLACE INTO steps (run_id, {', '.join(cols)}) "
+                             f"VALUES ({', '.join('?' * (len(cols) + 1))})", values)
+            conn.execute("UPDATE runs SET iterations = ?, updated = ? WHERE id = ?",
+                         (int(rows[-1]["step"]) + 1, time.time(), run_id))
+
+    def add_alphas(self, run_id: int, step: int, weights: dict[str, np.ndarray]) -> None:
+        vals = []
+        for ct, w in weights.items():
+            a = np.ascontiguousarray(np.asarray(w, dtype=np.float32))
+            vals.append((run_id, step, ct, a.shape[0], a.shape[1], a.tobytes()))
+        self._write("INSERT OR REPLACE INTO alphas VALUES (?, ?, ?, ?, ?, ?)", vals, many=True)
+
+    def add_genotype(self, run_id: int, step: int, genotype_json: str, size: int | None) -> None:
+        self._write("INSERT OR REPLACE INTO genotypes VALUES (?, ?, ?, ?)",
+                    (run_id, step, genotype_json, size))
+
+    def add_event(self, run_id: int, kind: str, message: str, step: int | None = None,
+                  data: dict[str, Any] | None = None) -> None:
+        self._write("INSERT INTO events (run_id, step, time, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, step, time.time(), kind, message, json.dumps(data) if data else None))
+
+    def add_events(self, run_id: int, events: Sequence[dict[str, Any]]) -> None:
+        if not events:
+            return
+        self._write("INSERT INTO events (run_id, step, time, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(run_id, e.get("step"), e.get("time", time.time()), e["kind"], e["message"],
+                      json.dumps(e["data"]) if e.get("data") else None) for e in events], many=True)
+
+    def truncate_after(self, run_id: int, step: int) -> None:
+        """Drops rows written after ``step`` (a resumed run redoes them from its checkpoint)."""
+        conn = self.connect()
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            for table in ("steps", "alphas", "genotypes", "events"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+
+    # ---- readers ---------------------------------------------------------------------------
+    def steps(self, run_id: int, after: int = -1, columns: Sequence[str] | None = None,
+              every: int = 1) -> pd.DataFrame:
+        """Step rows with step > ``after``; ``every`` > 1 keeps one row in ``every`` (plus
+        every architecture step), which is how long runs are read for drawing."""
+        cols = list(columns) if columns else list(STEP_COLUMNS)
+        for c in cols:
+            if c not in STEP_COLUMNS:
+                raise KeyError(f"unknown step column {c!r}")
+        if "step" not in cols:
+            cols.insert(0, "step")
+        sql = f"SELECT {', '.join(cols)} FROM steps WHERE run_id = ? AND step > ?"
+        params: list[Any] = [int(run_id), int(after)]
+        if every > 1:
+            sql += " AND (step % ? = 0 OR arch_step = 1)"
+            params.append(int(every))
+        return pd.read_sql_query(sql + " ORDER BY step", self.connect(), params=params)
+
+    def step_count(self, run_id: int) -> int:
+        return int(self.connect().execute("SELECT COUNT(*) FROM steps WHERE run_id = ?",
+                                          (int(run_id),)).fetchone()[0])
+
+    def last_step(self, run_id: int) -> int:
+        r = self.connect().execute("SELECT MAX(step) FROM steps WHERE run_id = ?", (int(run_id),)).fetchone()
+        return -1 if r[0] is None else int(r[0])
+
+    def alphas(self, run_id: int, cell_type: str, after: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """(steps (T,), weights (T, edges, ops)) of one cell type, after ``after``."""
+        rows = self.connect().execute(
+            "SELECT step, edges, ops, data FROM alphas WHERE run_id = ? AND cell_type = ? AND step > ? "
+            "ORDER BY step", (int(run_id), cell_type, int(after))).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0), dtype=np.float32)
+        steps = np.array([r["step"] for r in rows], dtype=np.int64)
+        e, k = rows[0]["edges"], rows[0]["ops"]
+        data = np.frombuffer(b"".join(r["data"] for r in rows), dtype=np.float32).reshape(len(rows), e, k)
+        return steps, data
+
+    def genotypes(self, run_id: int, after: int = -1) -> pd.DataFrame:
+        return pd.read_sql_query(
+            "SELECT step, genotype, size FROM genotypes WHERE run_id = ? AND step > ? ORDER BY step",
+            self.connect(), params=[int(run_id), int(after)])
+
+    def events(self, run_id: int, after_id: int = 0, kinds: Sequence[str] | None = None) -> pd.DataFrame:
+        sql = "SELECT id, step, time, kind, message, data FROM events WHERE run_id = ? AND id > ?"
+        params: list[Any] = [int(run_id), int(after_id)]
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params.extend(kinds)
+        return pd.read_sql_query(sql + " ORDER BY id", self.connect(), params=params)
+
+    def checkpoint_path(self, run_id: int) -> str:
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), "checkpoints", f"run_{run_id}.pt")
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        id=row["id"], name=row["name"], group=row["grp"], method=row["method"], dataset=row["dataset"],
+        config=json.loads(row["config"]), status=row["status"], created=row["created"],
+        started=row["started"], finished=row["finished"], updated=row["updated"], device=row["device"],
+        host=row["host"], pid=row["pid"], error=row["error"], genotype=row["genotype"], size=row["size"],
+        iterations=row["iterations"] or 0, total_iterations=row["total_iterations"],
+        summary=json.loads(row["summary"]) if row["summary"] else {})
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return json.dumps(v)
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

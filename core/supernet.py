@@ -1,0 +1,229 @@
+"""The DARTS CNN search supernet: MixedOp, search Cell, Supernet (the alphas live here).
+
+Layout and parameter names follow DARTS ``model_search.py`` (``cells.{i}._ops.{edge}._ops.{op}``).
+Two forward paths give the same numbers (tests hold them to 1e-5):
+
+- plain: each MixedOp sums w_k * op_k(x) over its ops, `none` included, like the reference code;
+- fast: one ReLU per source state shared by every op that starts with one, `none` skipped
+  (it contributes exactly zero), each node accumulated with fused multiply-adds, and ops masked
+  by the activation (CRB pruning) skipped from a host-side list that only changes after
+  architecture steps. Channels-last memory is chosen by the caller (``Search``).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.activations import Activation, create_activation
+from core.discretize import num_edges
+from core.genotype import CELL_TYPES
+from core.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op, op_starts_with_relu
+
+
+class MixedOp(nn.Module):
+    def __init__(self, C: int, stride: int, primitives: Sequence[str]):
+        super().__init__()
+        self._ops = nn.ModuleList(create_op(p, C, stride, affine=False) for p in primitives)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor,
+                active: Sequence[int] | None = None) -> torch.Tensor:
+        """Plain path. weights: (ops,) for this edge; ``active`` lists op indices to compute."""
+        ks = range(len(self._ops)) if active is None else active
+        out = None
+        for k in ks:
+            y = weights[k] * self._ops[k](x)
+            out = y if out is None else out + y
+        return out
+
+
+class Cell(nn.Module):
+    def __init__(self, nodes: int, C_pp: int, C_p: int, C: int, reduction: bool,
+                 reduction_prev: bool, primitives: Sequence[str], node_batchnorm: bool):
+        super().__init__()
+        self.reduction = reduction
+        self.cell_type = "reduce" if reduction else "normal"
+        self._nodes = nodes
+        self.preprocess0 = (FactorizedReduce(C_pp, C, affine=False) if reduction_prev
+                            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False))
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        self._ops = nn.ModuleList()
+        self._stride_of: list[int] = []
+        for i in range(nodes):
+            for j in range(2 + i):
+                stride = 2 if reduction and j < 2 else 1
+                self._ops.append(MixedOp(C, stride, primitives))
+                self._stride_of.append(stride)
+        # CRB normalises each node's summed input (affine=False: no parameters).
+        self.node_bns = (nn.ModuleList(nn.BatchNorm2d(C, affine=False) for _ in range(nodes))
+                         if node_batchnorm else None)
+        self._C = C
+
+    def _zeros_like_edge(self, x: torch.Tensor, edge: int) -> torch.Tensor:
+        s = self._stride_of[edge]
+        B, _, H, W = x.shape
+        return x.new_zeros(B, self._C, -(-H // s), -(-W // s))
+
+    def _finish_node(self, i: int, acc: torch.Tensor) -> torch.Tensor:
+        return self.node_bns[i](acc) if self.node_bns is not None else acc
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                active: list[list[int]], fast: bool) -> torch.Tensor:
+        """weights: (edges, ops) activated; active[edge] = op indices to compute."""
+        s0 = self.preprocess0(s0)
+        s1 = self.preprocess1(s1)
+        return self._forward_fast(s0, s1, weights, active) if fast else \
+            self._forward_plain(s0, s1, weights, active)
+
+    def _forward_plain(self, s0, s1, weights, active):
+        states = [s0, s1]
+        offset = 0
+        for i in range(self._nodes):
+            parts = []
+            for j, h in enumerate(states):
+                e = offset + j
+                y = self._ops[e](h, weights[e], active[e]) if active[e] else None
+                parts.append(self._zeros_like_edge(h, e) if y is None else y)
+            offset += len(states)
+            states.append(self._finish_node(i, sum(parts)))
+        return torch.cat(states[-self._nodes:], dim=1)
+
+    def _forward_fast(self, s0, s1, weights, active):
+        states = [s0, s1]
+        relu_states: list[torch.Tensor | None] = [None, None]
+        w = weights.unbind(0)  # one view per edge; (ops,) each
+        offset = 0
+        for i in range(self._nodes):
+            acc = None
+            for j, h in enumerate(states):
+                e = offset + j
+                we = None
+                for k in active[e]:
+                    op = self._ops[e]._ops[k]
+                    if self._is_none[e][k]:
+                        continue  # `none` adds exactly zero
+                    if op_starts_with_relu(op):
+                        if relu_states[j] is None:
+                            relu_states[j] = F.relu(h)
+                        y = op(relu_states[j], relu_applied=True)
+                    else:
+                        y = op(h)
+                    if we is None:
+                        we = w[e].unbind(0)
+                    acc = y * we[k] if acc is None else torch.addcmul(acc, y, we[k])
+            offset += len(states)
+            if acc is None:  # every op of every incoming edge pruned
+                acc = self._zeros_like_edge(states[0], offset - 1)
+            states.append(self._finish_node(i, acc))
+            relu_states.append(None)
+        return torch.cat(states[-self._nodes:], dim=1)
+
+
+class Supernet(nn.Module):
+    """Stem, ``layers`` search cells (reductions at layers//3 and 2*layers//3), classifier.
+
+    Alphas: ``alphas_normal`` and ``alphas_reduce``, (edges, ops), shared by every cell of the
+    type. ``weights_parameters()`` excludes them; ``arch_parameters()`` is only them.
+    """
+
+    def __init__(self, C: int, num_classes: int, layers: int, activation: str = "softmax",
+                 nodes: int = 4, primitives: Sequence[str] | None = None, *,
+                 in_channels: int = 3, stem_multiplier: int = 3, fast: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        if layers < 3:
+            raise ValueError(f"layers must be >= 3 (two reductions need three cells), got {layers}")
+        self.act: Activation = create_activation(activation)
+        if primitives is None:
+            primitives = [p for p in DARTS_PRIMITIVES if self.act.uses_none or p != "none"]
+        self.primitives = list(primitives)
+        self.activation_name = activation
+        self._C, self._num_classes, self._layers, self._nodes = C, num_classes, layers, nodes
+        self.fast = fast
+
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = Cell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, self.primitives,
+                        self.act.node_batchnorm)
+            cell._is_none = [[p == "none" for p in self.primitives] for _ in cell._ops]
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, nodes * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+        shape = (num_edges(nodes), len(self.primitives))
+        self.alphas_normal = nn.Parameter(self.act.init(shape, generator))
+        self.alphas_reduce = nn.Parameter(self.act.init(shape, generator))
+        self.masks: dict[str, np.ndarray] = {ct: np.ones(shape, dtype=bool) for ct in CELL_TYPES}
+        self._active: dict[str, list[list[int]]] = {}
+        self._refresh_active()
+
+    # ---- parameters ------------------------------------------------------------------
+    def alphas(self) -> dict[str, nn.Parameter]:
+        return {"normal": self.alphas_normal, "reduce": self.alphas_reduce}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def weights_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("alphas_")]
+
+    def arch_weights(self, cell_type: str) -> torch.Tensor:
+        """Activated weights (edges, ops) of one cell type, with gradient to its alphas."""
+        return self.act(self.alphas()[cell_type])
+
+    def all_arch_weights(self) -> dict[str, torch.Tensor]:
+        return {ct: self.arch_weights(ct) for ct in CELL_TYPES}
+
+    # ---- pruning mask ----------------------------------------------------------------
+    def after_arch_update(self) -> list[tuple[str, int, int]]:
+        """Applies the activation's post-step rule; returns newly pruned (cell, edge, op)."""
+        newly = []
+        for ct, alpha in self.alphas().items():
+            old = self.masks[ct]
+            new = self.act.after_step(alpha, old)
+            for e, k in np.argwhere(old & ~new):
+                newly.append((ct, int(e), int(k)))
+            self.masks[ct] = new
+        if newly:
+            self._refresh_active()
+        return newly
+
+    def set_masks(self, masks: dict[str, np.ndarray]) -> None:
+        self.masks = {ct: np.asarray(m, dtype=bool).copy() for ct, m in masks.items()}
+        self._refresh_active()
+
+    def _refresh_active(self) -> None:
+        self._active = {ct: [list(np.flatnonzero(row)) for row in m] for ct, m in self.masks.items()}
+
+    def active_op_count(self) -> int:
+        return int(sum(m.sum() for m in self.masks.values()))
+
+    def mask_tensors(self) -> dict[str, torch.Tensor]:
+        dev = self.alphas_normal.device
+        return {ct: torch.from_numpy(m).to(dev, self.alphas_normal.dtype) for ct, m in self.masks.items()}
+
+    # ---- forward ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (B, C_in, H, W) -> logits (B, classes). ``weights``: activated weights per cell
+        type; pass them detached for a weight step so no gradient reaches the alphas."""
+        if weights is None:
+            weights = self.all_arch_weights()
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            ct = cell.cell_type
+            s0, s1 = s1, cell(s0, s1, weights[ct], self._active[ct], self.fast)
+        out = self.global_pooling(s1)
+        return self.classifier(out.flatten(1))
