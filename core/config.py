@@ -149,8 +149,8 @@ class SearchConfig:
         if self.w_lr_min > self.w_lr:
             raise ConfigError("w_lr_min", f"must be <= w_lr ({self.w_lr}), got {self.w_lr_min}")
         if self.data_dir and not os.path.isdir(self.data_dir):
-            raise ConfigError("data_dir", f"folder {self.data_dir!r} does not exist; give an existing "
-                              "folder or leave it empty for the default")
+            raise ConfigError("data_dir", f"must be an existing folder or empty for the default; "
+                              f"{self.data_dir!r} does not exist")
 
     # ---- forms -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -215,17 +215,49 @@ _SIZE_CACHE_MAX = 256  # the search asks once per genotype change; a few hundred
 
 
 def architecture_size(genotype: Genotype, C: int = 36, num_classes: int = 10,
-                      layers: int = 20) -> int:
+                      layers: int = 20, in_channels: int = 3) -> int:
     """Parameters of the EvalNetwork (no auxiliary head) for this genotype, cached.
 
-    Built on the 'meta' device: shapes only, no memory and no real initialisation, so the
-    count is exact and takes milliseconds.
+    Counted part by part (stem, preprocessing, each chosen op, classifier) from per-op counts
+    that are themselves cached, so a genotype change during a search costs microseconds;
+    tests hold it equal to ``count_parameters(EvalNetwork(...))``.
     """
     key = (str(genotype), C, num_classes, layers)
-    if key not in _SIZE_CACHE:
-        with torch.device("meta"):
-            net = EvalNetwork(C, num_classes, layers, auxiliary=False, genotype=genotype)
-        if len(_SIZE_CACHE) >= _SIZE_CACHE_MAX:
-            _SIZE_CACHE.pop(next(iter(_SIZE_CACHE)))  # oldest first
-        _SIZE_CACHE[key] = count_parameters(net)
-    return _SIZE_CACHE[key]
+    if key in _SIZE_CACHE:
+        return _SIZE_CACHE[key]
+    validate_genotype(genotype)
+    C_curr = STEM_MULTIPLIER * C
+    total = in_channels * C_curr * 9 + 2 * C_curr  # stem conv + affine BN
+    C_pp, C_p, C_curr = C_curr, C_curr, C
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        if reduction:
+            C_curr *= 2
+        cell_type = "reduce" if reduction else "normal"
+        pairs = genotype.cell(cell_type)
+        concat = getattr(genotype, cell_type + "_concat")
+        # preprocess0: ReLUConvBN 1x1, or FactorizedReduce after a reduction (two 1x1 convs to
+        # C/2 each): the same count either way, plus the affine BN
+        total += C_pp * C_curr + 2 * C_curr
+        total += C_p * C_curr + 2 * C_curr  # preprocess1
+        for op, inp in pairs:
+            stride = 2 if reduction and inp < 2 else 1
+            total += _op_size(op, C_curr, stride)
+        reduction_prev = reduction
+        C_pp, C_p = C_p, len(concat) * C_curr
+    total += C_p * num_classes + num_classes  # classifier
+    if len(_SIZE_CACHE) >= _SIZE_CACHE_MAX:
+        _SIZE_CACHE.pop(next(iter(_SIZE_CACHE)))  # oldest first
+    _SIZE_CACHE[key] = total
+    return total
+
+
+_OP_SIZE_CACHE: dict[tuple[str, int, int], int] = {}
+
+
+def _op_size(op: str, C: int, stride: int) -> int:
+    key = (op, C, stride)
+    if key not in _OP_SIZE_CACHE:
+        _OP_SIZE_CACHE[key] = count_parameters(create_op(op, C, stride, affine=True))
+    return _OP_SIZE_CACHE[key]

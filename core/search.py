@@ -252,7 +252,7 @@ class Search:
 
     # ---- epochs and the whole run ----------------------------------------------------------
     @torch.no_grad()
-    def evaluate_arch_split(self, max_batches: int = 50) -> tuple[float, float]:
+    def evaluate_arch_split(self, max_batches: int = 10) -> tuple[float, float]:
         """Accuracy and loss of the supernet on the architecture (validation) data."""
         self.model.eval()
         stream = BatchStream(self.data, self.a_idx, self.config.batch_size * 2, 0, False,

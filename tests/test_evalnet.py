@@ -177,3 +177,15 @@ def test_aux_pool_always_gives_2x2(size: int) -> None:
     if size == 8:  # CIFAR's case: exactly DARTS's AvgPool2d(5, stride=3)
         ref = torch.nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False)(x)
         assert torch.equal(pool(x), ref)
+
+
+def test_architecture_size_equals_built_network_for_random_genotypes():
+    from core.discretize import derive_genotype
+    from core.ops import DARTS_PRIMITIVES
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        g = derive_genotype(torch.rand(14, 8, generator=gen), torch.rand(14, 8, generator=gen),
+                            DARTS_PRIMITIVES)
+        net = EvalNetwork(16, 7, 8, auxiliary=True, genotype=g)
+        assert architecture_size(g, 16, 7, 8) == count_parameters(net)

@@ -1,0 +1,45 @@
+"""PRIME Explorer: the Streamlit entry point. Routes to pages/ and draws the shared sidebar.
+
+Run with ``streamlit run app.py``. The store is $PRIME_EXPLORER_DB (default
+runs/explorer.sqlite); runs started from the CLI against the same file show up here.
+"""
+from __future__ import annotations
+
+import os
+
+# OpenMP spin-waits make torch much slower next to a server and a browser on few cores
+# (TESTING.md); must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
+
+import streamlit as st  # noqa: E402
+
+import app_state  # noqa: E402
+from core.device import pick_device  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="PRIME Explorer", page_icon="🧬", layout="wide")
+
+css = HERE / "assets" / "style.css"
+if css.exists():
+    st.html(f"<style>{css.read_text()}</style>")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
+    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
+    # st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),  # next: side-by-side runs
+]
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    manager = app_state.get_manager()
+    live = manager.live_runs()
+    st.markdown(f"**Device:** `{pick_device('auto')}`")
+    st.markdown(f"**Live runs:** {len(live)} (up to {manager.max_concurrent} at once)")
+    st.caption(f"Store: `{app_state.get_store().path}`")
+
+page.run()

@@ -1,0 +1,119 @@
+"""What the pages share: session-state key names, URL query names, and the cached store and
+run manager (one per process and database file).
+
+The run manager is a process-wide ``st.cache_resource`` singleton; an ``atexit`` hook stops and
+joins its threads so that stopping the server mid-step does not abort the process (TESTING.md).
+Tests call ``shutdown_all()`` and ``st.cache_resource.clear()`` between cases.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any
+
+import streamlit as st
+
+from core.config import ConfigError, SearchConfig, make_config, parse_value
+from core.runner import RunManager
+from core.store import RunStore, default_db_path
+
+# ---- session-state keys ---------------------------------------------------------------------
+RUN_ID = "monitor_run_id"          # the run the monitor shows (mirrors the URL query RUN_QUERY)
+VIEWS = "run_views"                # {(db path, run id): core.live.RunView}, one per run watched
+LAUNCH_VALUES = "launch_values"    # the Launch form's values, kept across page switches
+LAUNCH_ESTIMATE = "launch_estimate"  # {"config": json, "seconds": float, ...} of the last calibration
+FLASH = "flash_message"            # one-shot message shown at the top of the next page
+
+# ---- URL query ----------------------------------------------------------------------------------
+RUN_QUERY = "run"                  # ?run=ID opens that run in the monitor
+
+# ---- environment ------------------------------------------------------------------------------
+# The Home page's "Run the demo" button runs make_config($PRIME_EXPLORER_DEMO_PRESET or "demo",
+# "darts-prime"); $PRIME_EXPLORER_DEMO_OVERRIDES ("key=value,key=value") changes fields of it.
+# The browser test sets a tiny demo through these so it finishes in seconds.
+DEMO_PRESET_ENV = "PRIME_EXPLORER_DEMO_PRESET"
+DEMO_OVERRIDES_ENV = "PRIME_EXPLORER_DEMO_OVERRIDES"
+# How many searches run at once in this server process; more are queued.
+MAX_RUNS_ENV = "PRIME_EXPLORER_MAX_RUNS"
+
+_managers: list[RunManager] = []
+_managers_lock = threading.Lock()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> RunStore:
+    return RunStore(path)
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(path: str) -> RunManager:
+    manager = RunManager(_store(path), max_concurrent=int(os.environ.get(MAX_RUNS_ENV, "2") or 2))
+    with _managers_lock:
+        _managers.append(manager)
+    atexit.register(manager.shutdown)
+    return manager
+
+
+def get_store() -> RunStore:
+    """The store at default_db_path() ($PRIME_EXPLORER_DB or runs/explorer.sqlite)."""
+    return _store(os.path.abspath(default_db_path()))
+
+
+def get_manager() -> RunManager:
+    """The process-wide run manager over get_store()."""
+    return _manager(os.path.abspath(default_db_path()))
+
+
+def shutdown_all(timeout: float = 10.0) -> None:
+    """Stops every run of every manager made here (tests; the atexit hooks do it at exit)."""
+    with _managers_lock:
+        managers, _managers[:] = list(_managers), []
+    for m in managers:
+        m.shutdown(timeout)
+
+
+def demo_config() -> SearchConfig:
+    """The config the Home page's demo button runs (see DEMO_PRESET_ENV)."""
+    preset = os.environ.get(DEMO_PRESET_ENV, "").strip() or "demo"
+    overrides: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in os.environ.get(DEMO_OVERRIDES_ENV, "").split(","))):
+        if "=" not in pair:
+            raise ConfigError(DEMO_OVERRIDES_ENV, f"expected key=value, got {pair!r}")
+        k, v = (s.strip() for s in pair.split("=", 1))
+        overrides[k] = parse_value(k, v)
+    return make_config(preset, "darts-prime", **overrides)
+
+
+def open_in_monitor(run_id: int) -> None:
+    """Remembers the run for the monitor and goes there with ?run=ID in the URL."""
+    st.session_state[RUN_ID] = int(run_id)
+    st.switch_page("pages/monitor.py", query_params={RUN_QUERY: str(int(run_id))})
+
+
+def run_view(run_id: int) -> Any:
+    """The RunView of a run, kept in session state so each refresh fetches only new rows."""
+    from core.live import RunView
+
+    views = st.session_state.setdefault(VIEWS, {})
+    store = get_store()
+    key = (store.path, int(run_id))
+    if key not in views:
+        views[key] = RunView(store, int(run_id))
+    return views[key]
+
+
+def forget_run_view(run_id: int) -> None:
+    views = st.session_state.get(VIEWS, {})
+    views.pop((get_store().path, int(run_id)), None)
+
+
+def flash(message: str, kind: str = "success") -> None:
+    st.session_state[FLASH] = (kind, message)
+
+
+def show_flash() -> None:
+    item = st.session_state.pop(FLASH, None)
+    if item:
+        kind, message = item
+        getattr(st, kind, st.info)(message)

@@ -1,0 +1,268 @@
+"""RunView: an incremental reader of one stored run, held by a page between refreshes.
+
+A page keeps one ``RunView`` per run it shows (in session state) and calls ``refresh()`` on
+every poll; each table is read only after what the view already holds (steps after its last
+step, alphas after its last alpha step, genotypes after its last step, events after its last
+event id), so a refresh of a 20,000-iteration run costs what its new rows cost. The figures in
+``core.figures`` draw from the view and downsample; the view keeps every row.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.activations import ACTIVATIONS, Activation
+from core.discretize import num_edges
+from core.genotype import CELL_TYPES, Genotype, GenotypeError
+from core.ops import DARTS_PRIMITIVES
+from core.registry import UnknownNameError
+from core.store import STEP_COLUMNS, RunRecord, RunStore
+
+# Step columns kept as integers; the rest (but ``terms``, JSON text) become float64 with NaN
+# for SQL NULL (val_loss off architecture steps, threshold under the fixed schedule, ...).
+_INT_COLUMNS = ("step", "epoch", "arch_step", "active_ops")
+# Events that mean the writer (re)started: a resumed run first drops the rows after its
+# checkpoint and writes them again under the same step numbers, so the view re-reads all.
+_RESTART_KINDS = ("started", "resumed")
+
+
+def activation_for(config: dict[str, Any]) -> type[Activation] | None:
+    """The activation class a run's config names, or None if it is not registered here."""
+    try:
+        return ACTIVATIONS.get(str(config.get("activation", "softmax")))
+    except UnknownNameError:
+        return None
+
+
+def primitives_for(config: dict[str, Any]) -> list[str]:
+    """Op names in alpha-column order for a run's config: the DARTS set, without ``none`` for
+    activations that drop it (crb). The same rule ``Supernet`` applies."""
+    act = activation_for(config)
+    uses_none = True if act is None else act.uses_none
+    return [p for p in DARTS_PRIMITIVES if uses_none or p != "none"]
+
+
+def _empty_steps() -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype="float64") for c in STEP_COLUMNS})
+    for c in _INT_COLUMNS:
+        df[c] = df[c].astype("int64")
+    df["terms"] = df["terms"].astype(object)
+    return df
+
+
+def _coerce_steps(df: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for c in STEP_COLUMNS:
+        col = df[c]
+        if c == "terms":
+            out[c] = col.astype(object)
+        elif c in _INT_COLUMNS:
+            out[c] = pd.to_numeric(col, errors="coerce").fillna(0).astype("int64")
+        else:
+            out[c] = pd.to_numeric(col, errors="coerce").astype("float64")
+    return pd.DataFrame(out)
+
+
+def _append(held: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    if new.empty:
+        return held
+    if held.empty:
+        return new.reset_index(drop=True)
+    return pd.concat([held, new], ignore_index=True)
+
+
+def _loads(text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class RunView:
+    """Everything a monitor page draws about one run, refreshed incrementally.
+
+    Attributes (all readable between refreshes):
+      run          RunRecord, or None before the first refresh and after the run was deleted
+      steps        DataFrame with STEP_COLUMNS, one row per iteration, ordered by step
+      terms        DataFrame: step + one float column per key of ``terms`` (architecture steps)
+      alpha_steps  {cell_type: (T,) int64}    steps at which the weights were recorded
+      alphas       {cell_type: (T, edges, ops) float32}  activated weights
+      genotypes    DataFrame step, genotype (JSON text), size
+      events       DataFrame id, step, time, kind, message, data (JSON text)
+      pruned       DataFrame step, cell_type, edge, op (from 'pruned' events)
+      admm         DataFrame step, admm_primal, admm_dual (from 'admm_update' events)
+      epochs       DataFrame step, epoch, val_acc, val_loss, train_acc (from 'epoch_end')
+    """
+
+    def __init__(self, store: RunStore, run_id: int):
+        self.store = store
+        self.run_id = int(run_id)
+        self.run: RunRecord | None = None
+        self.deleted = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.steps = _empty_steps()
+        self.terms = pd.DataFrame({"step": pd.Series(dtype="int64")})
+        self.alpha_steps: dict[str, np.ndarray] = {ct: np.zeros(0, np.int64) for ct in CELL_TYPES}
+        self.alphas: dict[str, np.ndarray] = {
+            ct: np.zeros((0, self.n_edges, len(self.primitives)), np.float32) for ct in CELL_TYPES}
+        self.genotypes = pd.DataFrame({"step": pd.Series(dtype="int64"),
+                                       "genotype": pd.Series(dtype=object),
+                                       "size": pd.Series(dtype="float64")})
+        self.events = pd.DataFrame({"id": pd.Series(dtype="int64"), "step": pd.Series(dtype="float64"),
+                                    "time": pd.Series(dtype="float64"),
+                                    "kind": pd.Series(dtype=object), "message": pd.Series(dtype=object),
+                                    "data": pd.Series(dtype=object)})
+        self.pruned = pd.DataFrame({"step": pd.Series(dtype="int64"), "cell_type": pd.Series(dtype=object),
+                                    "edge": pd.Series(dtype="int64"), "op": pd.Series(dtype=object)})
+        self.admm = pd.DataFrame({c: pd.Series(dtype="float64")
+                                  for c in ("step", "admm_primal", "admm_dual")})
+        self.epochs = pd.DataFrame({c: pd.Series(dtype="float64")
+                                    for c in ("step", "epoch", "val_acc", "val_loss", "train_acc")})
+        self._genotype_cache: dict[int, Genotype] = {}
+
+    # ---- what the run is -------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.run.config if self.run is not None else {}
+
+    @property
+    def primitives(self) -> list[str]:
+        return primitives_for(self.config)
+
+    @property
+    def nodes(self) -> int:
+        return int(self.config.get("nodes", 4))
+
+    @property
+    def n_edges(self) -> int:
+        return num_edges(self.nodes)
+
+    @property
+    def activation(self) -> type[Activation] | None:
+        return activation_for(self.config)
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps["step"].iloc[-1]) if len(self.steps) else -1
+
+    @property
+    def last_event_id(self) -> int:
+        return int(self.events["id"].iloc[-1]) if len(self.events) else 0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.steps.empty
+
+    @property
+    def arch_steps(self) -> int:
+        return int(self.steps["arch_step"].sum())
+
+    def genotype(self, index: int = -1) -> Genotype | None:
+        """The index-th stored genotype (python indexing, clamped), or None if none yet."""
+        n = len(self.genotypes)
+        if n == 0:
+            return None
+        i = min(max(index if index >= 0 else n + index, 0), n - 1)
+        if i not in self._genotype_cache:
+            try:
+                self._genotype_cache[i] = Genotype.from_json(self.genotypes["genotype"].iloc[i])
+            except GenotypeError:
+                return None
+        return self._genotype_cache[i]
+
+    # ---- refresh ----------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Reads what the store has beyond what the view holds; True if anything arrived (new
+        rows or a changed run record). A deleted run gives False and ``run`` None."""
+        run = self.store.get_run(self.run_id)
+        if run is None:
+            self.deleted = self.run is not None or self.deleted
+            self.run = None
+            return False
+        changed = run != self.run
+        if self.run is None or run.config != self.run.config:
+            self.run = run
+            self._reset()  # primitives and shapes follow the config
+        self.run = run
+
+        new_events = self.store.events(self.run_id, after_id=self.last_event_id)
+        if not new_events.empty and self._held_any() and new_events["kind"].isin(_RESTART_KINDS).any():
+            self._reset()
+            new_events = self.store.events(self.run_id, after_id=0)
+        changed |= self._add_events(new_events)
+        changed |= self._add_steps(self.store.steps(self.run_id, after=self.last_step))
+        for ct in CELL_TYPES:
+            after = int(self.alpha_steps[ct][-1]) if len(self.alpha_steps[ct]) else -1
+            changed |= self._add_alphas(ct, *self.store.alphas(self.run_id, ct, after=after))
+        after = int(self.genotypes["step"].iloc[-1]) if len(self.genotypes) else -1
+        new_g = self.store.genotypes(self.run_id, after=after)
+        if not new_g.empty:
+            new_g["size"] = pd.to_numeric(new_g["size"], errors="coerce").astype("float64")
+            self.genotypes = _append(self.genotypes, new_g)
+            changed = True
+        return bool(changed)
+
+    def _held_any(self) -> bool:
+        return bool(len(self.steps) or len(self.events) or len(self.genotypes))
+
+    def _add_steps(self, new: pd.DataFrame) -> bool:
+        if new.empty:
+            return False
+        new = _coerce_steps(new)
+        self.steps = _append(self.steps, new)
+        has = new["terms"].notna()
+        if has.any():
+            rows = [{"step": int(s), **{k: v for k, v in _loads(t).items()
+                                       if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+                    for s, t in zip(new.loc[has, "step"], new.loc[has, "terms"])]
+            self.terms = _append(self.terms, pd.DataFrame(rows))  # concat unions new keys
+        return True
+
+    def _add_alphas(self, ct: str, steps: np.ndarray, weights: np.ndarray) -> bool:
+        if len(steps) == 0:
+            return False
+        held = self.alphas[ct]
+        if len(held) == 0 or held.shape[1:] != weights.shape[1:]:
+            self.alpha_steps[ct] = steps.astype(np.int64)
+            self.alphas[ct] = np.array(weights, dtype=np.float32)  # own copy: the blob is read-only
+        else:
+            self.alpha_steps[ct] = np.concatenate([self.alpha_steps[ct], steps.astype(np.int64)])
+            self.alphas[ct] = np.concatenate([held, weights.astype(np.float32)])
+        return True
+
+    def _add_events(self, new: pd.DataFrame) -> bool:
+        if new.empty:
+            return False
+        new = new.astype({"id": "int64"})
+        new["step"] = pd.to_numeric(new["step"], errors="coerce").astype("float64")
+        self.events = _append(self.events, new)
+        pruned, admm, epochs = [], [], []
+        for step, kind, data in zip(new["step"], new["kind"], new["data"]):
+            if kind not in ("pruned", "admm_update", "epoch_end"):
+                continue
+            d = _loads(data)
+            s = -1 if step != step else int(step)
+            if kind == "pruned" and {"cell_type", "edge", "op"} <= d.keys():
+                pruned.append({"step": s, "cell_type": d["cell_type"], "edge": int(d["edge"]),
+                               "op": d["op"]})
+            elif kind == "admm_update":
+                admm.append({"step": s, "admm_primal": d.get("admm_primal"),
+                             "admm_dual": d.get("admm_dual")})
+            elif kind == "epoch_end":
+                epochs.append({"step": s, **{k: d.get(k) for k in ("epoch", "val_acc", "val_loss",
+                                                                  "train_acc")}})
+        if pruned:
+            self.pruned = _append(self.pruned, pd.DataFrame(pruned))
+        if admm:
+            self.admm = _append(self.admm, pd.DataFrame(admm).astype("float64"))
+        if epochs:
+            self.epochs = _append(self.epochs, pd.DataFrame(epochs).astype("float64"))
+        return True

@@ -1,0 +1,245 @@
+"""Launch: a search's every setting, pre-filled from a method and a data preset, validated by
+SearchConfig itself, with a run-time estimate from a short calibration; Start hands the config
+to the RunManager and opens the monitor."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import streamlit as st
+
+import app_state
+from core.activations import list_activations
+from core.config import GROUPS, METHODS, PRESETS, ConfigError, SearchConfig, field_info, list_methods, list_presets
+from core.data import get_dataset_spec, list_datasets
+from core.regularizers import list_regularizers
+from core.schedules import list_schedules
+
+INFO = {f["name"]: f for f in field_info()}
+# Fields whose choices come from a registry (the one list of each family).
+REGISTRY_CHOICES = {"dataset": list_datasets, "activation": list_activations,
+                    "schedule": list_schedules, "regularizer": list_regularizers}
+LABELS = ("method", "preset")  # set by the two preset selectors, not typed in
+KEY = "cfg_{}".format          # widget key of a field
+METHOD_KEY, PRESET_KEY = "launch_method", "launch_preset"
+DEFAULT_METHOD, DEFAULT_PRESET = "darts-prime", "demo"
+
+
+def _devices() -> list[str]:
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def _typed(name: str, value: Any) -> Any:
+    kind = INFO[name]["kind"]
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(value)
+    if kind == "bool":
+        return bool(value)
+    return value
+
+
+def _set_fields(values: dict[str, Any]) -> None:
+    for name, v in values.items():
+        if name in INFO and name not in LABELS:
+            st.session_state[KEY(name)] = _typed(name, v)
+
+
+def _apply_method() -> None:
+    _set_fields(METHODS.get(st.session_state[METHOD_KEY]))
+
+
+def _apply_preset() -> None:
+    _set_fields(PRESETS.get(st.session_state[PRESET_KEY]))
+
+
+def _reset_form() -> None:
+    from core.config import make_config
+
+    _set_fields(make_config(st.session_state[PRESET_KEY], st.session_state[METHOD_KEY]).to_dict())
+
+
+def _init_state() -> None:
+    """Widget values survive page switches through LAUNCH_VALUES (keyed widget state is dropped
+    when its page is not shown)."""
+    from core.config import make_config
+
+    saved = st.session_state.get(app_state.LAUNCH_VALUES) or {}
+    st.session_state.setdefault(METHOD_KEY, saved.get(METHOD_KEY, DEFAULT_METHOD))
+    st.session_state.setdefault(PRESET_KEY, saved.get(PRESET_KEY, DEFAULT_PRESET))
+    base = make_config(st.session_state[PRESET_KEY], st.session_state[METHOD_KEY]).to_dict()
+    for name in INFO:
+        if name not in LABELS and KEY(name) not in st.session_state:
+            st.session_state[KEY(name)] = _typed(name, saved.get(name, base[name]))
+    for k in ("run_name", "run_group"):
+        st.session_state.setdefault(k, saved.get(k, ""))
+
+
+def _labels(values: dict[str, Any]) -> dict[str, str]:
+    """method/preset labels: the chosen presets, or 'custom' once a field they set is changed."""
+    method, preset = st.session_state[METHOD_KEY], st.session_state[PRESET_KEY]
+    same = lambda d: all(values.get(k) == _typed(k, v) for k, v in d.items())  # noqa: E731
+    return {"method": method if same(METHODS.get(method)) else "custom",
+            "preset": preset if same(PRESETS.get(preset)) else "custom"}
+
+
+def _float_step(default: float) -> float:
+    if not default:
+        return 0.01
+    return 10.0 ** (math.floor(math.log10(abs(default))) - 1)
+
+
+def _help(name: str) -> str:
+    f = INFO[name]
+    bounds = []
+    if "gt" in f:
+        bounds.append(f"> {f['gt']}")
+    if f.get("min") is not None:
+        bounds.append(f">= {f['min']}")
+    if f.get("max") is not None:
+        bounds.append(f"<= {f['max']}")
+    return f["help"] + (f"  \nAllowed: {', '.join(bounds)}." if bounds else "")
+
+
+def _widget(name: str) -> None:
+    f, key, help_ = INFO[name], KEY(name), _help(name)
+    kind = f["kind"]
+    if name in REGISTRY_CHOICES or name == "device" or kind == "choice":
+        options = (REGISTRY_CHOICES[name]() if name in REGISTRY_CHOICES else
+                   _devices() if name == "device" else f["choices"])
+        if st.session_state.get(key) not in options:
+            options = options + [st.session_state[key]]  # keep a value we cannot offer, to show its error
+        st.selectbox(name, options, key=key, help=help_)
+        if name == "dataset" and st.session_state[key] in REGISTRY_CHOICES["dataset"]():
+            st.caption(get_dataset_spec(st.session_state[key]).description)
+    elif kind == "bool":
+        st.checkbox(name, key=key, help=help_)
+    elif kind == "int":
+        st.number_input(name, step=1, key=key, help=help_)
+    elif kind == "float":
+        st.number_input(name, step=_float_step(f["default"]), format="%g", key=key, help=help_)
+    else:
+        st.text_input(name, key=key, help=help_)
+
+
+def _total_iterations(config: SearchConfig) -> int:
+    if config.iters_per_epoch:
+        return config.epochs * config.iters_per_epoch
+    from core.data import load_dataset  # one pass over the weight part of the training data
+
+    data = load_dataset(config.dataset, config.data_dir or None, config.image_size, config.seed)
+    n = round(config.train_fraction * int(data.train_x.shape[0]))
+    return config.epochs * math.ceil(n / config.batch_size)
+
+
+def _estimate(config: SearchConfig) -> dict[str, Any]:
+    from core.bench import time_iterations
+    from core.device import configure_threads
+
+    configure_threads(config.threads)
+    timing = time_iterations(config, iters=3, warmup=1)
+    total = _total_iterations(config)
+    sec = timing["ms_per_iter"] / 1000.0
+    return {"config": config.to_json(), "sec_per_iter": sec, "iterations": total,
+            "seconds": sec * total, "device": timing["device"]}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+# ---- page ------------------------------------------------------------------------------------
+st.title("Launch a search")
+app_state.show_flash()
+_init_state()
+
+c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+c1.selectbox("Method preset", list_methods(), key=METHOD_KEY, on_change=_apply_method,
+             help="Sets activation, schedule, period, data split and regularizer (ALGORITHMS.md).")
+c2.selectbox("Data preset", list_presets(), key=PRESET_KEY, on_change=_apply_preset,
+             help="Sets dataset, image size, supernet size and budget. demo: minutes on a CPU; "
+                  "tiny: seconds; paper: CIFAR-10, needs a GPU.")
+c3.button("Reset form to presets", on_click=_reset_form)
+
+values = {name: st.session_state[KEY(name)] for name in INFO if name not in LABELS}
+labels = _labels(values)
+config: SearchConfig | None = None
+error: ConfigError | None = None
+try:
+    config = SearchConfig(**values, **labels)
+except ConfigError as exc:
+    error = exc
+error_group = INFO[error.field]["group"] if error is not None and error.field in INFO else None
+
+st.caption(f"Labels stored with the run: method **{labels['method']}**, preset **{labels['preset']}** "
+           "(custom once you change a field the preset sets).")
+
+for group, title in GROUPS.items():
+    names = [n for n, f in INFO.items() if f["group"] == group and n not in LABELS]
+    with st.expander(title, expanded=group in ("data", "budget") or group == error_group):
+        cols = st.columns(3)
+        for i, name in enumerate(names):
+            with cols[i % 3]:
+                _widget(name)
+    if group == error_group:
+        st.error(f"**{title}** — {error}", icon=":material/error:")
+if error is not None and error_group is None:
+    st.error(str(error), icon=":material/error:")
+
+st.session_state[app_state.LAUNCH_VALUES] = {
+    **values, METHOD_KEY: st.session_state[METHOD_KEY], PRESET_KEY: st.session_state[PRESET_KEY],
+    "run_name": st.session_state.get("run_name", ""), "run_group": st.session_state.get("run_group", "")}
+
+st.subheader("Run time")
+est = st.session_state.get(app_state.LAUNCH_ESTIMATE)
+ec1, ec2 = st.columns([1, 3], vertical_alignment="center")
+if ec1.button("Estimate run time", disabled=config is None,
+              help="Times 3 iterations (after one warm-up) of this config on this machine."):
+    with st.spinner("Timing a few iterations…"):
+        try:
+            est = _estimate(config)
+            st.session_state[app_state.LAUNCH_ESTIMATE] = est
+        except Exception as exc:  # a dataset that cannot load, a device that is missing, ...
+            est = None
+            ec2.error(f"Calibration failed: {exc}")
+if est:
+    stale = config is None or json.loads(est["config"]) != json.loads(config.to_json())
+    ec2.markdown(f"About **{_duration(est['seconds'])}**: {est['iterations']} iterations × "
+                 f"{est['sec_per_iter']:.2f} s on {est['device']}"
+                 + (" — *settings changed since; estimate again*" if stale else "")
+                 + ". Runs already going share the machine and slow each other.")
+else:
+    ec2.caption("Times a few iterations of this config here, then multiplies by the iterations.")
+
+st.subheader("Start")
+n1, n2 = st.columns(2)
+n1.text_input("Run name", key="run_name", placeholder="empty: method-seed-id",
+              help="A label for the runs table; need not be unique.")
+n2.text_input("Group", key="run_group", placeholder="optional, e.g. schedule-ablation",
+              help="Runs in one group can be filtered and compared together.")
+
+manager = app_state.get_manager()
+live = manager.live_runs()
+if live:
+    st.caption(f"{len(live)} run(s) live; {manager.max_concurrent} run at once, more wait in a queue.")
+if st.button("Start search", type="primary", key="start_search"):
+    if config is None:
+        st.error(f"Nothing started: {error}", icon=":material/error:")
+    else:
+        run_id = manager.start(config, name=st.session_state["run_name"].strip() or None,
+                               group=st.session_state["run_group"].strip() or None)
+        app_state.open_in_monitor(run_id)

@@ -1,0 +1,264 @@
+"""Monitor: one run, watched live. Status, progress and controls, then the panels of
+ALGORITHMS.md "What to plot, live", refreshed about once a second by a fragment that reads only
+the rows written since its last refresh (core.live.RunView, kept per run in session state)."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+import app_state
+from core import figures
+from core.genotype import CELL_TYPES
+from core.store import ACTIVE_STATUSES
+
+SELECT_KEY = "monitor_select"
+STATUS_COLORS = {"running": "green", "queued": "blue", "paused": "orange", "finished": "violet",
+                 "stopped": "gray", "failed": "red", "interrupted": "orange"}
+CELL_TITLES = {"normal": "Normal cell", "reduce": "Reduction cell"}
+
+store = app_state.get_store()
+manager = app_state.get_manager()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "—"
+    seconds = int(round(max(0.0, seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _is_live(run) -> bool:
+    # A run of this process is live while its thread or queue slot is; a run written by another
+    # process (the CLI) is live while the store says it is active.
+    return manager.is_live(run.id) or run.status in ACTIVE_STATUSES
+
+
+def _on_select() -> None:
+    run_id = st.session_state[SELECT_KEY]
+    st.session_state[app_state.RUN_ID] = run_id
+    st.query_params[app_state.RUN_QUERY] = str(run_id)
+
+
+def _initial_run(runs) -> int:
+    ids = {r.id for r in runs}
+    q = st.query_params.get(app_state.RUN_QUERY)
+    if q is not None and q.isdigit() and int(q) in ids:
+        return int(q)
+    remembered = st.session_state.get(app_state.RUN_ID)
+    if remembered in ids:
+        return remembered
+    running = [r for r in runs if r.status in ACTIVE_STATUSES]
+    return (running or runs)[0].id  # list_runs is newest first
+
+
+def _eta(steps: pd.DataFrame, total: int | None) -> float | None:
+    """Seconds left, from the pace of the last rows' time column (seconds since start)."""
+    if steps is None or steps.empty or not total or "time" not in steps:
+        return None
+    tail = steps[["step", "time"]].dropna().tail(50)
+    if tail.empty:
+        return None
+    s, t = tail["step"].to_numpy(), tail["time"].to_numpy()
+    pace = (t[-1] - t[0]) / (s[-1] - s[0]) if len(tail) > 1 and s[-1] > s[0] and t[-1] > t[0] else \
+        t[-1] / (s[-1] + 1)
+    return max(0, total - (int(s[-1]) + 1)) * pace
+
+
+def _header(view, run) -> None:
+    color = STATUS_COLORS.get(run.status, "gray")
+    st.markdown(f"### {run.name} :{color}-badge[{run.status}]")
+    meta = [f"#{run.id}", run.config.get("method", "?"), run.config.get("dataset", "?"),
+            f"preset {run.config.get('preset', '?')}"]
+    if run.group:
+        meta.append(f"group {run.group}")
+    if run.device:
+        meta.append(f"on {run.device}")
+    st.caption(" · ".join(meta))
+
+    total = run.total_iterations or None
+    done = run.iterations or 0
+    if view.steps is not None and not view.steps.empty:
+        done = max(done, int(view.steps["step"].iloc[-1]) + 1)
+    frac = min(1.0, done / total) if total else 0.0
+    eta = _eta(view.steps, total) if run.status == "running" else None
+    elapsed = run.duration
+    text = f"{done} / {total or '?'} iterations · elapsed {_duration(elapsed)}"
+    if run.status == "running":
+        text += f" · ETA {_duration(eta)}"
+    st.progress(frac, text=text)
+
+    if run.status == "queued":
+        st.info(f"Queued: waiting for a free slot ({len(manager.live_runs())} live, "
+                f"{manager.max_concurrent} run at once).", icon=":material/hourglass_top:")
+    elif run.status == "failed":
+        first = (run.error or "no error text stored").strip().splitlines()[0]
+        st.error(f"This run failed: {first}", icon=":material/error:")
+        if run.error:
+            with st.expander("Error details"):
+                st.code(run.error, language=None)
+    elif run.status == "interrupted":
+        st.warning("The process writing this run is gone. Resume continues from the last "
+                   "checkpoint (saved at each epoch end).", icon=":material/warning:")
+    elif run.status == "paused":
+        st.info("Paused. Resume continues where it stopped.", icon=":material/pause_circle:")
+
+
+def _controls(run) -> None:
+    ours = manager.is_live(run.id)
+    c1, c2, c3, _ = st.columns([1, 1, 1, 4])
+    note = None if ours or run.status not in ACTIVE_STATUSES else \
+        "This run was started by another process (e.g. the CLI); control it there."
+    if c1.button("Stop", icon=":material/stop:", key="ctl_stop", disabled=not ours, help=note):
+        manager.stop(run.id)
+        app_state.flash(f"Stop requested for run #{run.id}; it ends after its current iteration.", "info")
+        st.rerun()
+    if c2.button("Pause", icon=":material/pause:", key="ctl_pause", disabled=not (ours and run.status == "running"), help=note):
+        manager.pause(run.id)
+        st.rerun()
+    can_resume = (ours and run.status == "paused") or run.status in ("interrupted", "stopped", "failed")
+    if c3.button("Resume", icon=":material/play_arrow:", key="ctl_resume", disabled=not can_resume,
+                 help="Paused runs continue at once; stopped, failed or interrupted ones restart "
+                      "from their last checkpoint."):
+        try:
+            manager.resume(run.id)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            st.error(str(exc))
+        else:
+            app_state.forget_run_view(run.id)  # a restart rewrites rows after its checkpoint
+            st.rerun()
+
+
+def _plot(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def _weights_panel(view, run_id: int) -> None:
+    st.subheader("1 · Operation weights per edge")
+    tabs = st.tabs([CELL_TITLES[ct] for ct in CELL_TYPES], key=f"wtabs_{run_id}", on_change="rerun")
+    for ct, tab in zip(CELL_TYPES, tabs):
+        if tab.open is False:  # lazy: only the chosen cell type is drawn each second
+            continue
+        with tab:
+            mode = st.segmented_control("View", ["Per edge over time", "Heatmap (latest)"],
+                                        default="Per edge over time", key=f"wview_{ct}_{run_id}",
+                                        label_visibility="collapsed")
+            if mode == "Heatmap (latest)":
+                _plot(figures.op_weights_heatmap(view, ct), f"w_heat_{ct}")
+            else:
+                _plot(figures.op_weights_grid(view, ct), f"w_grid_{ct}")
+
+
+def _genotype_index(view, run_id: int) -> int:
+    g = view.genotypes
+    n = 0 if g is None else len(g)
+    if n <= 1:
+        return -1
+    key, max_key = f"geno_idx_{run_id}", f"geno_idx_max_{run_id}"
+    prev_max = st.session_state.get(max_key)
+    # Follow the newest genotype unless the user went back in the history.
+    if key not in st.session_state or st.session_state[key] == prev_max or st.session_state[key] > n - 1:
+        st.session_state[key] = n - 1
+    st.session_state[max_key] = n - 1
+    idx = st.slider("Genotype history", 0, n - 1, key=key,
+                    help="Go back through the genotypes derived during the search (one per change).")
+    step = int(g["step"].iloc[idx])
+    st.caption(f"Genotype {idx + 1} of {n}, derived at iteration {step}"
+               + (" (latest)" if idx == n - 1 else ""))
+    return idx
+
+
+def _cell_panel(view, run_id: int) -> None:
+    st.subheader("4 · The derived cell")
+    if view.genotypes is None or len(view.genotypes) == 0:
+        st.caption("No genotype derived yet; the first appears once the supernet is built.")
+        return
+    idx = _genotype_index(view, run_id)
+    cols = st.columns(2)
+    for ct, col in zip(CELL_TYPES, cols):
+        with col:
+            st.markdown(f"**{CELL_TITLES[ct]}**")
+            st.graphviz_chart(figures.cell_dot(view, ct, idx), width="stretch")
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        st.markdown("**Change log**")
+        changes = figures.genotype_changes(view)
+        if changes is None or changes.empty:
+            st.caption("The genotype has not changed yet.")
+        else:
+            st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}")
+    with c2:
+        _plot(figures.size_figure(view), "size")
+
+
+def _events_panel(view) -> None:
+    ev = view.events
+    if ev is None or len(ev) == 0:
+        return
+    with st.expander(f"Events ({len(ev)})"):
+        shown = ev[["step", "time", "kind", "message"]].iloc[::-1].copy()
+        shown["time"] = pd.to_datetime(shown["time"], unit="s").dt.strftime("%H:%M:%S")
+        st.dataframe(shown, hide_index=True, height=240)
+
+
+def _panels(run_id: int, started_live: bool) -> None:
+    view = app_state.run_view(run_id)
+    view.refresh()
+    run = view.run
+    if run is None:
+        st.warning(f"Run #{run_id} is no longer in the store.")
+        return
+    if started_live and not _is_live(run):
+        st.rerun()  # the run ended: redraw the whole page once more without auto-refresh
+
+    _header(view, run)
+    _controls(run)
+    if view.steps is None or view.steps.empty:
+        st.caption("No iterations recorded yet — the charts fill in as the run writes rows.")
+
+    _weights_panel(view, run_id)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("2 · Schedule")
+        _plot(figures.schedule_figure(view), "schedule")
+    with right:
+        st.subheader("3 · Regularizers")
+        _plot(figures.regularizer_figure(view), "regularizer")
+    _cell_panel(view, run_id)
+    st.subheader("5 · Losses and accuracies")
+    _plot(figures.losses_figure(view), "losses")
+    _events_panel(view)
+    if started_live:
+        st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')}")
+
+
+# ---- page ------------------------------------------------------------------------------------
+st.title("Monitor")
+app_state.show_flash()
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Start one from the Launch page, or run the demo from Home.")
+    st.page_link("pages/launch.py", label="Launch a search", icon=":material/rocket_launch:")
+    st.page_link("pages/home.py", label="Run the demo", icon=":material/home:")
+    st.stop()
+
+ids = [r.id for r in runs]
+by_id = {r.id: r for r in runs}
+initial = _initial_run(runs)
+if st.session_state.get(SELECT_KEY) not in ids or (
+        st.query_params.get(app_state.RUN_QUERY) == str(initial) and st.session_state.get(SELECT_KEY) != initial):
+    st.session_state[SELECT_KEY] = initial
+st.selectbox("Run", ids, key=SELECT_KEY, on_change=_on_select,
+             format_func=lambda i: f"#{i} · {by_id[i].name} · {by_id[i].status}")
+run_id = st.session_state[SELECT_KEY]
+st.session_state[app_state.RUN_ID] = run_id
+if st.query_params.get(app_state.RUN_QUERY) != str(run_id):
+    st.query_params[app_state.RUN_QUERY] = str(run_id)
+
+live = _is_live(by_id[run_id])
+st.fragment(_panels, run_every=1.0 if live else None)(run_id, live)

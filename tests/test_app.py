@@ -1,0 +1,424 @@
+"""Headless tests of every page (Streamlit AppTest) against a temporary store: empty, with a
+finished tiny run, and with a running one. They assert what a user sees: chart data, DOT of the
+cells, table rows, messages."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import numpy as np
+import pytest
+
+from core.activations import list_activations
+from core.config import GROUPS, field_info, list_methods, list_presets, make_config
+from core.data import list_datasets
+from core.export import export_run
+from core.regularizers import list_regularizers
+from core.schedules import list_schedules
+from core.store import RunStore
+from tests.conftest import RUNNING_UNTIL, new_app
+
+LABELS = ("method", "preset")
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def _page(at, path: str):
+    at.switch_page(path)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _open(path: str, query: dict | None = None):
+    at = new_app()
+    if query:
+        for k, v in query.items():
+            at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if path != "pages/home.py":
+        _page(at, path)
+    return at
+
+
+def _texts(at) -> str:
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def _array_len(a) -> int:
+    if a is None:
+        return 0
+    if isinstance(a, dict) and "bdata" in a:  # plotly's typed-array JSON form
+        return len(np.frombuffer(base64.b64decode(a["bdata"]), dtype=np.dtype(a["dtype"])))
+    return len(a)
+
+
+def _charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _points(fig: dict) -> int:
+    return sum(_array_len(t.get("x")) for t in fig.get("data", []))
+
+
+def _title(fig: dict) -> str:
+    t = fig.get("layout", {}).get("title", {})
+    return (t.get("text") if isinstance(t, dict) else t) or ""
+
+
+def _dots(at) -> list[str]:
+    return [c.proto.spec for c in at.get("graphviz_chart")]
+
+
+def _store(path) -> RunStore:
+    return RunStore(str(path))
+
+
+def _wait_status(store: RunStore, run_id: int, statuses: tuple[str, ...], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = store.get_run(run_id).status
+        if s in statuses:
+            return s
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} still {store.get_run(run_id).status}, wanted {statuses}")
+
+
+# ---- app shell and Home -----------------------------------------------------------------------
+def test_sidebar_shows_device_and_live_runs(app_db):
+    at = _open("pages/home.py")
+    side = "\n".join(str(m.value) for m in at.sidebar.markdown)
+    assert "Device:" in side and "cpu" in side
+    assert "Live runs:** 0" in side
+
+
+def test_home_empty_store(app_db):
+    at = _open("pages/home.py")
+    assert "PRIME Explorer" in at.title[0].value
+    assert "DARTS-PRIME" in _texts(at)
+    assert at.button(key="run_demo").label == "Run the demo"
+    assert any(m.label == "Searches run on" and m.value == "CPU" for m in at.metric)
+
+
+def test_home_demo_button_starts_a_run_and_opens_its_monitor(app_db, monkeypatch):
+    monkeypatch.setenv("PRIME_EXPLORER_DEMO_PRESET", "tiny")
+    at = _open("pages/home.py")
+    assert "preset `tiny`" in _texts(at)
+    at.button(key="run_demo").click()
+    at.run()
+    assert not at.exception
+    runs = _store(app_db).list_runs()
+    assert len(runs) == 1 and runs[0].config["preset"] == "tiny" and runs[0].group == "demo"
+    assert at.title[0].value.endswith("Monitor")
+    assert at.query_params["run"] == [str(runs[0].id)]
+    assert at.selectbox(key="monitor_select").value == runs[0].id
+
+
+def test_home_reports_bad_demo_overrides(app_db, monkeypatch):
+    monkeypatch.setenv("PRIME_EXPLORER_DEMO_OVERRIDES", "layers=1")
+    at = _open("pages/home.py")
+    assert any("layers" in e.value for e in at.error)
+    assert not at.button  # no demo button for an invalid demo
+
+
+# ---- Launch -------------------------------------------------------------------------------------
+def test_launch_form_has_every_field_grouped_with_registry_choices(app_db):
+    at = _open("pages/launch.py")
+    assert [e.label for e in at.expander] == list(GROUPS.values())
+    for f in field_info():
+        if f["name"] in LABELS:
+            continue
+        found = [e for kind in ("number_input", "selectbox", "checkbox", "text_input")
+                 for e in getattr(at, kind) if getattr(e, "key", None) == f"cfg_{f['name']}"]
+        assert len(found) == 1, f["name"]
+        assert f["help"].split(".")[0] in found[0].help
+    assert at.selectbox(key="cfg_activation").options == list_activations()
+    assert at.selectbox(key="cfg_schedule").options == list_schedules()
+    assert at.selectbox(key="cfg_regularizer").options == list_regularizers()
+    assert at.selectbox(key="cfg_dataset").options == list_datasets()
+    assert at.selectbox(key="launch_method").options == list_methods()
+    assert at.selectbox(key="launch_preset").options == list_presets()
+
+
+def test_launch_presets_prefill_the_form(app_db):
+    at = _open("pages/launch.py")
+    demo = make_config("demo", "darts-prime")
+    assert at.number_input(key="cfg_layers").value == demo.layers
+    at.selectbox(key="launch_preset").set_value("tiny").run()
+    at.selectbox(key="launch_method").set_value("prime-crb").run()
+    tiny_crb = make_config("tiny", "prime-crb")
+    assert at.number_input(key="cfg_layers").value == tiny_crb.layers
+    assert at.number_input(key="cfg_image_size").value == tiny_crb.image_size
+    assert at.selectbox(key="cfg_activation").value == "crb"
+    assert "method **prime-crb**, preset **tiny**" in _texts(at)
+    at.selectbox(key="cfg_activation").set_value("softmax").run()
+    assert "method **custom**" in _texts(at)
+
+
+@pytest.mark.parametrize("key, value, field", [
+    ("cfg_w_lr", -0.1, "w_lr"),
+    ("cfg_layers", 2, "layers"),
+    ("cfg_alpha_lr", 0.0, "alpha_lr"),
+    ("cfg_w_lr_min", 0.5, "w_lr_min"),
+])
+def test_launch_invalid_input_shows_the_reason_and_creates_nothing(app_db, key, value, field):
+    at = _open("pages/launch.py")
+    at.number_input(key=key).set_value(value).run()
+    group = GROUPS[{f["name"]: f for f in field_info()}[field]["group"]]
+    assert any(group in e.value and field in e.value for e in at.error)
+    assert next(e for e in at.expander if e.label == group).proto.expanded
+    at.button(key="start_search").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("Nothing started") and field in e.value for e in at.error)
+    assert _store(app_db).list_runs() == []
+    assert at.title[0].value.endswith("Launch a search")
+
+
+def test_launch_start_creates_the_run_and_opens_the_monitor(app_db):
+    at = _open("pages/launch.py")
+    at.selectbox(key="launch_preset").set_value("tiny").run()
+    at.selectbox(key="launch_method").set_value("darts").run()
+    at.number_input(key="cfg_seed").set_value(7).run()
+    at.text_input(key="run_name").input("from the form").run()
+    at.text_input(key="run_group").input("form-tests").run()
+    at.button(key="start_search").click().run()
+    assert not at.exception
+    runs = _store(app_db).list_runs()
+    assert len(runs) == 1
+    r = runs[0]
+    assert (r.name, r.group, r.config["preset"], r.config["method"], r.config["seed"]) == \
+        ("from the form", "form-tests", "tiny", "darts", 7)
+    assert at.title[0].value.endswith("Monitor")
+    assert at.query_params["run"] == [str(r.id)]
+
+
+def test_launch_form_values_survive_a_page_switch(app_db):
+    at = _open("pages/launch.py")
+    at.number_input(key="cfg_epochs").set_value(3).run()
+    _page(at, "pages/runs.py")
+    _page(at, "pages/launch.py")
+    assert at.number_input(key="cfg_epochs").value == 3
+
+
+@pytest.mark.slow
+def test_launch_estimate_times_a_few_iterations(app_db):
+    at = _open("pages/launch.py")
+    at.selectbox(key="launch_preset").set_value("tiny").run()
+    next(b for b in at.button if b.label == "Estimate run time").click().run()
+    assert not at.exception
+    text = _texts(at)
+    assert "About **" in text and "12 iterations ×" in text  # tiny: 2 epochs x 6 iterations
+    assert _store(app_db).list_runs() == []
+
+
+# ---- Monitor ------------------------------------------------------------------------------------
+def test_monitor_empty_store(app_db):
+    at = _open("pages/monitor.py")
+    assert any("No runs yet" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_monitor_finished_run_draws_every_panel(finished_db):
+    path, run_id = finished_db
+    at = _open("pages/monitor.py")
+    store = _store(path)
+    steps = store.steps(run_id)
+    text = _texts(at)
+    assert "finished" in text and "12 / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
+    assert "Live ·" not in text  # no auto-refresh for an ended run
+    for sub in ("Operation weights", "Schedule", "Regularizers", "derived cell", "Losses"):
+        assert sub in text
+    charts = _charts(at)
+    assert len(charts) >= 5
+    assert all(_points(c) > 0 for c in charts), [(_title(c), _points(c)) for c in charts]
+    # the losses chart has a point per stored iteration in its train-loss trace
+    losses = charts[-1]
+    assert max(_array_len(t.get("x")) for t in losses["data"]) >= len(steps)
+    # both cells drawn: DOT with the cell's nodes and the chosen ops
+    dots = _dots(at)
+    assert len(dots) == 2
+    g = store.genotypes(run_id)
+    final = json.loads(g["genotype"].iloc[-1])
+    for dot, ct in zip(dots, ("normal", "reduce")):
+        assert dot.lstrip().startswith(("digraph", "strict digraph"))
+        for op, _ in final[ct]:
+            assert op in dot
+    # a finished run can be resumed? no: only stop/pause/resume states apply
+    assert at.button(key="ctl_stop").disabled and at.button(key="ctl_pause").disabled
+    assert at.button(key="ctl_resume").disabled
+
+
+def test_monitor_genotype_history_slider_goes_back(finished_db):
+    path, run_id = finished_db
+    g = _store(path).genotypes(run_id)
+    if len(g) < 2:
+        pytest.skip("the tiny run derived a single genotype")
+    at = _open("pages/monitor.py")
+    slider = at.slider(key=f"geno_idx_{run_id}")
+    assert slider.value == len(g) - 1
+    latest = _dots(at)
+    slider.set_value(0).run()
+    assert not at.exception
+    first = json.loads(g["genotype"].iloc[0])
+    assert all(op in _dots(at)[0] for op, _ in first["normal"])
+    assert _dots(at) != latest or g["genotype"].iloc[0] == g["genotype"].iloc[-1]
+
+
+def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template):
+    path, run_id = running_db
+    at = _open("pages/monitor.py")
+    text = _texts(at)
+    assert "running" in text and "Live ·" in text
+    assert f"{RUNNING_UNTIL + 1} / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
+    assert at.query_params["run"] == [str(run_id)]
+    before = _points(_charts(at)[-1])
+    # the "CLI process" writes more rows; the next refresh shows them
+    template = _store(finished_template[0])
+    store = _store(path)
+    rows = template.steps(run_id, after=RUNNING_UNTIL).to_dict("records")
+    for r in rows:
+        r["terms"] = json.loads(r["terms"]) if isinstance(r["terms"], str) else None
+    store.add_steps(run_id, rows)
+    at.run()
+    assert not at.exception
+    after = _points(_charts(at)[-1])
+    assert after > before
+    assert "12 / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
+    # once the run ends the page stops refreshing
+    store.update_run(run_id, status="finished", finished=time.time())
+    at.run()
+    assert "Live ·" not in _texts(at)
+
+
+def test_monitor_opens_the_run_named_in_the_url(finished_db):
+    path, run_id = finished_db
+    store = _store(path)
+    other = store.create_run(make_config("tiny", "darts"), name="newer, never started", status="stopped")
+    at = _open("pages/monitor.py")
+    assert at.selectbox(key="monitor_select").value == other  # newest by default
+    at = _open("pages/monitor.py", query={"run": str(run_id)})
+    assert at.selectbox(key="monitor_select").value == run_id
+    at.selectbox(key="monitor_select").set_value(other).run()
+    assert at.query_params["run"] == [str(other)]
+
+
+def test_monitor_failed_run_shows_its_error(app_db):
+    store = _store(app_db)
+    rid = store.create_run(make_config("tiny", "darts"), name="broken", status="failed")
+    store.update_run(rid, error="dataset: cifar10 files not found in /nowhere\n\nTraceback (most recent call last):\n  ...")
+    at = _open("pages/monitor.py")
+    assert any("failed" in e.value and "cifar10 files not found" in e.value for e in at.error)
+    assert any("Traceback" in c.value for c in at.code)
+    assert not at.button(key="ctl_resume").disabled  # failed runs can restart from a checkpoint
+
+
+def test_monitor_stop_button_stops_a_live_run(app_db):
+    import app_state
+
+    at = _open("pages/home.py")
+    run_id = app_state.get_manager().start(make_config("tiny", "darts-prime", epochs=50), name="long")
+    store = _store(app_db)
+    _wait_status(store, run_id, ("running",))
+    _page(at, "pages/monitor.py")
+    assert not at.button(key="ctl_stop").disabled
+    at.button(key="ctl_stop").click().run()
+    assert not at.exception
+    assert app_state.get_manager().wait(run_id, timeout=60)
+    assert store.get_run(run_id).status == "stopped"
+    at.run()
+    assert "stopped" in _texts(at)
+    assert not at.button(key="ctl_resume").disabled
+
+
+# ---- Runs ----------------------------------------------------------------------------------------
+def test_runs_empty_store(app_db):
+    at = _open("pages/runs.py")
+    assert any("no runs yet" in i.value for i in at.info)
+    assert not at.dataframe
+
+
+def test_runs_table_lists_finished_and_failed_runs(finished_db):
+    path, run_id = finished_db
+    store = _store(path)
+    failed = store.create_run(make_config("tiny", "darts"), name="broken", group="g2", status="failed")
+    store.update_run(failed, error="boom: the data folder is empty\n\nTraceback ...")
+    at = _open("pages/runs.py")
+    df = at.dataframe[0].value
+    assert len(df) == 2
+    row = df[df["id"] == run_id].iloc[0]
+    run = store.get_run(run_id)
+    assert row["name"] == "tiny finished" and row["status"] == "finished"
+    assert row["method"] == "darts-prime" and row["dataset"] == "digits"
+    assert row["iterations"] == 12 and row["genotype"] == run.genotype and row["size (params)"] == run.size
+    assert row["best val acc"] == pytest.approx(run.summary["best_val_acc"])
+    assert df[df["id"] == failed].iloc[0]["error"] == "boom: the data folder is empty"
+    # filters
+    at.multiselect(key="flt_status").select("failed").run()
+    assert at.dataframe[0].value["id"].tolist() == [failed]
+    at.multiselect(key="flt_status").unselect("failed").run()
+    at.text_input(key="flt_text").input("tiny fin").run()
+    assert at.dataframe[0].value["id"].tolist() == [run_id]
+    at.text_input(key="flt_text").input("").run()
+    at.multiselect(key="flt_group").select("g2").run()
+    assert at.dataframe[0].value["id"].tolist() == [failed]
+    # the failed run's error shows when it is selected
+    assert at.selectbox(key="runs_pick").value == failed
+    assert any("boom: the data folder is empty" in e.value for e in at.error)
+
+
+def test_runs_downloads_of_a_finished_run(finished_db):
+    import shutil
+
+    path, run_id = finished_db
+    at = _open("pages/runs.py")
+    labels = [b.label for b in at.download_button]
+    for want in ("Genotype (text)", "Run (JSON)", "Iterations (CSV)", "Normal cell (DOT)", "Reduce cell (DOT)"):
+        assert want in labels
+    assert all(not b.disabled for b in at.download_button)
+    if shutil.which("dot") is None:
+        assert any("SVG export needs Graphviz" in c.value for c in at.caption)
+    else:
+        assert "Normal cell (SVG)" in labels
+    assert export_run(_store(path), run_id, "genotype") in "\n".join(c.value for c in at.code)
+
+
+def test_runs_open_in_monitor(finished_db):
+    path, run_id = finished_db
+    at = _open("pages/runs.py")
+    at.button(key="open_run").click().run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Monitor")
+    assert at.selectbox(key="monitor_select").value == run_id
+    assert at.query_params["run"] == [str(run_id)]
+
+
+def test_runs_delete_needs_confirmation(finished_db):
+    path, run_id = finished_db
+    at = _open("pages/runs.py")
+    assert at.button(key="delete_run").disabled
+    at.checkbox(key=f"confirm_delete_{run_id}").check().run()
+    at.button(key="delete_run").click().run()
+    assert not at.exception
+    assert _store(path).list_runs() == []
+    assert any("Deleted run" in s.value for s in at.success)
+    assert any("no runs yet" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_runs_shows_a_run_started_from_the_cli(app_db):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "core", "search", "--preset", "tiny", "--method", "darts",
+                          "--quiet", "--set", "epochs=1", "--set", "iters_per_epoch=2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    at = _open("pages/runs.py")
+    df = at.dataframe[0].value
+    assert len(df) == 1 and df.iloc[0]["status"] == "finished" and df.iloc[0]["method"] == "darts"

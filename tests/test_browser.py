@@ -1,0 +1,202 @@
+"""The app in a real browser: `streamlit run app.py` on a free port against a temporary store,
+driven by headless Chromium through Playwright (TESTING.md "Real browser").
+
+The Home page's demo is made tiny through $PRIME_EXPLORER_DEMO_PRESET=tiny and
+$PRIME_EXPLORER_DEMO_OVERRIDES (see app_state.py) so the run takes seconds. Screenshots of every
+page go to screenshots/ (git-ignored): look at them, an empty chart or a spinner is a failure a
+DOM assertion can miss.
+
+    python -m pytest -q -m browser tests/test_browser.py
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+DEMO_ITERATIONS = 3 * 12  # epochs x iters_per_epoch below
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+if sync_playwright is None or not os.path.exists(CHROMIUM):
+    pytest.skip(f"browser tests need the playwright package and {CHROMIUM} "
+                "(apt-get install chromium; pip install playwright)", allow_module_level=True)
+
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--disable-dev-shm-usage"]
+
+POINTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    p => (p.data || []).reduce((s, t) => s + (t.x ? t.x.length : 0), 0))"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    log_path = tmp / "server.log"
+    env = {**os.environ, "PRIME_EXPLORER_DB": str(tmp / "explorer.sqlite"),
+           "PRIME_EXPLORER_DEMO_PRESET": "tiny",
+           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=3,iters_per_epoch=12",
+           "OMP_WAIT_POLICY": "PASSIVE"}
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("streamlit did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-5000:]
+    assert proc.returncode in (0, -15), f"server exit {proc.returncode}\n{text[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if SHOTS.exists():
+        shutil.rmtree(SHOTS)
+    SHOTS.mkdir()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+# Streamlit scrolls inside its own container, so full_page alone captures one screen: grow the
+# viewport to the content's height for the shot, then restore it.
+CONTENT_HEIGHT_JS = """() => Math.max(document.body.scrollHeight, ...Array.from(
+    document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], section'))
+    .map(e => e.scrollHeight))"""
+
+
+def _shot(page, name: str) -> None:
+    page.wait_for_timeout(800)  # let charts finish their transitions
+    size = page.viewport_size
+    height = page.evaluate(CONTENT_HEIGHT_JS)
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height + 40, 12000))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def _no_exceptions(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:3000]
+
+
+def _nav(page, label: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=label).first.click()
+    page.wait_for_function(
+        "t => Array.from(document.querySelectorAll('h1')).some(h => h.innerText.includes(t))",
+        arg={"Launch": "Launch a search", "Runs": "Runs", "Monitor": "Monitor", "Home": "PRIME Explorer"}[label])
+
+
+def test_demo_runs_live_in_the_browser(server, page):
+    page.goto(server)
+    demo = page.get_by_role("button", name="Run the demo")
+    demo.wait_for()
+    _no_exceptions(page)
+    _shot(page, "01_home")
+
+    demo.click()
+    page.wait_for_url("**/monitor?run=*")
+    page.get_by_text("Operation weights per edge").wait_for()
+
+    # The losses chart (the page's last Plotly chart) gains points over several refreshes.
+    page.wait_for_function(f"() => ({POINTS_JS})().length >= 5")
+    seen: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        counts = page.evaluate(POINTS_JS)
+        if counts:
+            if not seen or counts[-1] != seen[-1]:
+                seen.append(counts[-1])
+            if len(seen) >= 3 and page.get_by_text("Live ·").count() > 0:
+                break
+        page.wait_for_timeout(250)
+    growth = [b for a, b in zip(seen, seen[1:]) if b > a]
+    assert len(growth) >= 2, f"losses chart point counts seen: {seen}"
+
+    # Both cells are drawn by graphviz with their nodes (2 inputs, 4 nodes, the output).
+    page.wait_for_function(
+        """() => { const g = document.querySelectorAll('[data-testid="stGraphVizChart"] svg');
+                   return g.length >= 2 && Array.from(g).every(s => s.querySelectorAll('g.node').length >= 7); }""")
+    _no_exceptions(page)
+    _shot(page, "02_monitor_live")
+
+    # The run finishes; the page stops refreshing and keeps every chart.
+    page.get_by_text(f"{DEMO_ITERATIONS} / {DEMO_ITERATIONS} iterations").first.wait_for(timeout=180_000)
+    page.wait_for_function("() => !document.body.innerText.includes('Live ·')", timeout=30_000)
+    counts = page.evaluate(POINTS_JS)
+    assert len(counts) >= 5 and all(c > 0 for c in counts), counts
+    _no_exceptions(page)
+    _shot(page, "03_monitor_finished")
+
+
+def test_every_page_renders(server, page):
+    page.goto(server)
+    page.get_by_role("button", name="Run the demo").wait_for()
+    for label, name, marker in (("Launch", "04_launch", "Estimate run time"),
+                                ("Runs", "05_runs", "Downloads"),
+                                ("Monitor", "06_monitor", "Losses and accuracies")):
+        _nav(page, label)
+        page.get_by_text(marker).first.wait_for()
+        _no_exceptions(page)
+        _shot(page, name)
+
+
+def test_launch_rejects_bad_input_in_the_browser(server, page):
+    page.goto(server)
+    page.get_by_role("button", name="Run the demo").wait_for()
+    _nav(page, "Launch")
+    page.locator('[data-testid="stExpander"] summary', has_text="Supernet").click()
+    field = page.get_by_label("layers", exact=True)
+    field.fill("2")
+    field.press("Enter")
+    page.get_by_text("layers: must be between 3 and 20, got 2").first.wait_for()
+    page.get_by_role("button", name="Start search").click()
+    page.get_by_text("Nothing started").wait_for()
+    _no_exceptions(page)
+    _shot(page, "07_launch_error")
