@@ -216,7 +216,92 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-_EXTRA_COMMANDS: list = []
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.device import configure_threads
+    from core.evaluate import evaluate_run, make_eval_config
+    from core.store import RunStore
+
+    try:
+        base = make_eval_config(args.preset)
+        overrides: dict[str, Any] = {}
+        for p in args.set or []:
+            k, _, v = (x.strip() for x in p.partition("="))
+            if not hasattr(base, k):
+                raise ValueError(f"{k}: unknown evaluation setting")
+            current = getattr(base, k)
+            if isinstance(current, bool) or k == "augment":
+                overrides[k] = v.lower() in ("1", "true", "yes", "on")
+            else:
+                overrides[k] = type(current)(v) if current is not None else v
+        cfg = make_eval_config(args.preset, **overrides)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_threads(0)
+    store = RunStore(args.db)
+    if store.get_run(args.run_id) is None:
+        print(f"error: run_id: no run {args.run_id} in {store.path}", file=sys.stderr)
+        return 2
+    result = evaluate_run(store, args.run_id, cfg)
+    if args.json:
+        print(json.dumps({"run_id": args.run_id, **result.to_dict()}))
+    else:
+        print(f"run {args.run_id}: test accuracy {result.test_acc:.4f}, {result.params:,} parameters, "
+              f"{result.seconds:.1f}s ({cfg.preset} evaluation)")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from core.device import configure_threads
+    from core.store import RunStore
+    from core.study import StudySpec, run_study
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    name = args.name or f"study-{time.strftime('%Y%m%d-%H%M%S')}"
+    spec = StudySpec(name=name, methods=methods, seeds=args.seeds, preset=args.preset,
+                     overrides=_overrides(args.set), evaluate=args.evaluate,
+                     eval_preset=args.eval_preset)
+    spec.validate()
+    configure_threads(0)
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    summary = run_study(RunStore(args.db), spec, max_concurrent=args.concurrency, progress=log)
+    if args.json:
+        print(json.dumps({"study": name, **summary}, default=str))
+        return 0
+    print(f"study {name}: {len(summary['runs'])} runs in {summary['seconds']:.0f}s")
+    for m in summary["methods"]:
+        def f(v, fmt):
+            return "-" if v is None or v != v else format(v, fmt)
+        print(f"  {m['method']:<14} val acc {f(m['val_acc_mean'], '.3f')}  test acc "
+              f"{f(m['test_acc_mean'], '.3f')} +- {f(m['test_acc_std'], '.3f')}  size "
+              f"{f(m['size_mean'], ',.0f')}  pruned {f(m['pruned_ops_mean'], '.1f')}")
+    a = summary["agreement"]
+    print(f"  agreement within methods {a['within']}, across methods {a['across']}")
+    return 0
+
+
+def _add_extra(sub) -> None:
+    p = sub.add_parser("evaluate", help="train a run's cell from scratch and test it")
+    p.add_argument("run_id", type=int)
+    p.add_argument("--preset", default="demo", help="evaluation preset: demo, paper, tiny")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("study", help="run methods x seeds and compare them")
+    p.add_argument("--methods", required=True, help="comma-separated method presets (2-5)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--name", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--evaluate", action="store_true")
+    p.add_argument("--eval-preset", dest="eval_preset", default="demo")
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_study)
+
+
+_EXTRA_COMMANDS: list = [_add_extra]
 
 if __name__ == "__main__":
     sys.exit(main())

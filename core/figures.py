@@ -10,11 +10,15 @@ pruning points stay exact; a run with no rows yet gives a figure that says so.
 """
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import sequential as _seq
 from plotly.subplots import make_subplots
 
 from core.discretize import edge_rows, select_edges
@@ -27,7 +31,9 @@ MAX_POINTS = 1500
 GRID_MAX_POINTS = 400
 WAITING = "waiting for the first iterations"
 TEMPLATE = "plotly_white"
-MARGIN = dict(l=50, r=20, t=40, b=40)
+MARGIN = dict(l=55, r=20, t=80, b=40)
+# White to dark blue (ColorBrewer Blues), spelled out: plotly.js's own "Blues" runs the other way.
+_BLUES = [[i / (len(_seq.Blues) - 1), c] for i, c in enumerate(_seq.Blues)]
 # Colours of series that are not operations (ops use core.palette only).
 SERIES = {
     "fi": "#b8b8b8", "fi_ewma": "#252525", "threshold": "#e6550d", "arch": "#3182bd",
@@ -75,23 +81,78 @@ def _sample(x: np.ndarray, y: np.ndarray, max_points: int, keep: np.ndarray | No
     return x[idx], y[idx]
 
 
-def _layout(fig: go.Figure, title: str | None, height: int, **kw: Any) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.01, font=dict(size=14)) if title else None,
-                      height=height, margin=MARGIN, hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, font=dict(size=11)),
-                      **kw)
-    return fig
+@functools.lru_cache(maxsize=1)
+def _template() -> dict[str, Any]:
+    return pio.templates[TEMPLATE].to_plotly_json()
+
+
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """A Figure from plain trace and layout dicts, built without Plotly's per-property
+    validation (it costs ~3 ms per trace; a grid has ~120). The dicts are written here, and the
+    tests rebuild every figure with validation on."""
+    try:
+        return go.Figure(data=data, layout=layout, _validate=False)
+    except TypeError:  # a Plotly without the private switch: same figure, validated
+        return go.Figure(data=data, layout=layout)
+
+
+def _base_layout(title: str | None, height: int, top: int = 80, **kw: Any) -> dict[str, Any]:
+    """Title on the first line, the legend on the second (both pinned to the figure's top
+    edge in pixels, so they never overlap), the plot below ``top`` pixels of margin."""
+    layout: dict[str, Any] = dict(
+        template=_template(), height=height, margin=dict(MARGIN, t=top), hovermode="x unified",
+        legend=dict(orientation="h", yref="container", yanchor="top", y=1 - 30 / height, x=0,
+                    font=dict(size=11)))
+    if title:
+        layout["title"] = dict(text=title, x=0.01, xanchor="left", yref="container", yanchor="top",
+                               y=1 - 8 / height, font=dict(size=14))
+    layout.update(kw)
+    return layout
+
+
+@functools.lru_cache(maxsize=32)
+def _subplots(rows: int, cols: int, mask: tuple[tuple[bool, ...], ...] | None = None,
+              titles: tuple[str, ...] = (), shared_xaxes: bool = True, hspace: float = 0.03,
+              vspace: float = 0.08) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[str, str]]]:
+    """Layout of a make_subplots grid (cached: make_subplots costs ~0.2 s for a cell grid) and
+    the (xaxis, yaxis) names of each (row, col) panel, 1-based; ``mask`` False = empty cell."""
+    specs = [[{} if mask is None or mask[r][c] else None for c in range(cols)] for r in range(rows)]
+    fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=list(titles) or None,
+                        shared_xaxes=shared_xaxes, horizontal_spacing=hspace, vertical_spacing=vspace)
+    layout = fig.layout.to_plotly_json()
+    layout.pop("template", None)
+    for a in layout.get("annotations", []):
+        a["font"] = dict(size=10, color="#555555")
+    axes = {}
+    for r in range(rows):
+        for c in range(cols):
+            if specs[r][c] is not None:
+                sp = fig.get_subplot(r + 1, c + 1)
+                axes[(r + 1, c + 1)] = (sp.xaxis.plotly_name.replace("axis", ""),
+                                        sp.yaxis.plotly_name.replace("axis", ""))
+    return layout, axes
+
+
+def _grid(rows: int, cols: int, **kw: Any) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[str, str]]]:
+    layout, axes = _subplots(rows, cols, **kw)
+    return copy.deepcopy(layout), axes
+
+
+def _axis_names(layout: dict[str, Any], prefix: str) -> list[str]:
+    return sorted(k for k in layout if k.startswith(prefix) and k[len(prefix):].isdigit() or k == prefix)
+
+
+def _on(trace: dict[str, Any], axes: tuple[str, str]) -> dict[str, Any]:
+    trace["xaxis"], trace["yaxis"] = axes
+    return trace
 
 
 def waiting_figure(title: str | None = None, height: int = 300, message: str = WAITING) -> go.Figure:
     """An empty chart that says why it is empty (a run with no rows yet)."""
-    fig = go.Figure()
-    _layout(fig, title, height)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=14, color="#888888"))
-    return fig
+    return _figure([], _base_layout(
+        title, height, xaxis=dict(visible=False), yaxis=dict(visible=False),
+        annotations=[dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                          font=dict(size=14, color="#888888"))]))
 
 
 def input_name(j: int) -> str:
@@ -137,24 +198,20 @@ def _vlines(xs: Sequence[float], y0: float, y1: float) -> tuple[list, list]:
 def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_POINTS,
                     height: int | None = None) -> go.Figure:
     """Per-edge op weights over iterations: one panel per edge, rows = nodes, columns = inputs
-    (c_{k-2}, c_{k-1}, node 0, ...), lower-triangular. One line per op in its palette colour;
-    a pruned op turns grey and dotted from the step it died, with an x there."""
+    (c_{k-2}, c_{k-1}, node 0, ...), lower-triangular. One line per op in its palette colour
+    (legend once per op); a pruned op turns grey and dotted from the step it died, with an x
+    there. y range: the activation's ``y_range``. Panels are small, so ``max_points`` defaults
+    to GRID_MAX_POINTS per line."""
     title = f"{cell_type.capitalize()} cell: operation weights"
     nodes = view.nodes
     steps, w = view.alpha_steps.get(cell_type), view.alphas.get(cell_type)
     if steps is None or len(steps) == 0 or w is None or w.ndim != 3:
         return waiting_figure(title, 300)
-    prims = view.primitives
-    if w.shape[2] != len(prims):  # a config the activation registry does not know any more
-        prims = prims[-w.shape[2]:] if w.shape[2] < len(prims) else prims + [
-            f"op{k}" for k in range(len(prims), w.shape[2])]
+    prims = _op_names(view, w.shape[2])
     cols = nodes + 1
-    specs = [[{} if j <= i + 1 else None for j in range(cols)] for i in range(nodes)]
-    titles = [edge_label(i, j) if j <= i + 1 else "" for i in range(nodes) for j in range(cols)]
-    fig = make_subplots(rows=nodes, cols=cols, specs=specs, subplot_titles=titles,
-                        shared_xaxes=True, horizontal_spacing=0.03, vertical_spacing=0.07)
-    for a in fig.layout.annotations:
-        a.font = dict(size=10, color="#555555")
+    mask = tuple(tuple(j <= i + 1 for j in range(cols)) for i in range(nodes))
+    titles = tuple(edge_label(i, j) for i in range(nodes) for j in range(i + 2))
+    layout, axes = _grid(nodes, cols, mask=mask, titles=titles, hspace=0.03, vspace=0.07)
 
     x = steps.astype(np.int64)
     last = view.last_step
@@ -164,61 +221,72 @@ def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_PO
     pruned = view.pruned
     pruned = pruned[pruned["cell_type"] == cell_type] if len(pruned) else pruned
     died = {(int(e), str(o)): int(s) for s, e, o in
-            zip(pruned.get("step", []), pruned.get("edge", []), pruned.get("op", []))}
-    traces, rows_, cols_ = [], [], []
+            zip(pruned["step"], pruned["edge"], pruned["op"])} if len(pruned) else {}
+    data: list[dict[str, Any]] = []
     shown: set[str] = set()
     pruned_shown = False
     for e, (i, j) in enumerate(edge_index(nodes)):
         if e >= w.shape[1]:
             break
-        dead_x, dead_y, mark_x, mark_y, mark_op = [], [], [], [], []
+        ax = axes[(i + 1, j + 1)]
+        label = edge_label(i, j)
+        dead_x: list = []
+        dead_y: list = []
+        mark_x, mark_y, mark_op = [], [], []
         for k, op in enumerate(prims):
             y = w[:, e, k]
             if extend:
                 y = np.append(y, y[-1])
             d = died.get((e, op))
             if d is not None:
-                alive = x <= d
-                # Up to and including the death step in colour, then grey from there on.
-                xa, ya = x[alive], y[alive]
+                # In colour up to the death step, grey and dotted from there on.
+                xa, ya = x[x <= d], y[x <= d]
                 xd, yd = _sample(x[x >= d], y[x >= d], max_points)
                 dead_x += [*xd.tolist(), None]
                 dead_y += [*yd.tolist(), None]
-                at = np.searchsorted(x, d)
+                at = min(int(np.searchsorted(x, d)), len(y) - 1)
                 mark_x.append(d)
-                mark_y.append(float(y[min(at, len(y) - 1)]))
+                mark_y.append(float(y[at]))
                 mark_op.append(op)
             else:
                 xa, ya = x, y
             if len(xa):
                 xa, ya = _sample(xa, ya, max_points)
-                traces.append(go.Scatter(
-                    x=xa, y=ya.astype(np.float32), mode="lines", line=dict(color=op_color(op), width=1.5, shape="hv"),
-                    name=op, legendgroup=op, showlegend=op not in shown,
-                    hovertemplate=f"{op}: %{{y:.3f}}<extra>{edge_label(i, j)}</extra>"))
+                data.append(_on(dict(
+                    type="scatter", x=xa, y=ya.astype(np.float32), mode="lines", name=op,
+                    line=dict(color=op_color(op), width=1.5, shape="hv"), legendgroup=op,
+                    showlegend=op not in shown,
+                    hovertemplate=f"{op}: %{{y:.3f}}<extra>{label}, step %{{x}}</extra>"), ax))
                 shown.add(op)
-                rows_.append(i + 1)
-                cols_.append(j + 1)
         if mark_x:
-            traces.append(go.Scatter(
-                x=dead_x, y=dead_y, mode="lines", line=dict(color=PRUNED_COLOR, width=1.5, dash="dot",
-                                                            shape="hv"),
-                name="pruned", legendgroup="pruned", showlegend=not pruned_shown, hoverinfo="skip"))
-            traces.append(go.Scatter(
-                x=mark_x, y=mark_y, mode="markers", marker=dict(symbol="x", size=7, color=PRUNED_COLOR,
-                                                                line=dict(width=1, color="#7f7f7f")),
-                name="pruned at", legendgroup="pruned", showlegend=False,
-                text=mark_op,
-                hovertemplate="%{text} pruned at step %{x}<extra></extra>"))
-            rows_ += [i + 1, i + 1]
-            cols_ += [j + 1, j + 1]
+            data.append(_on(dict(
+                type="scatter", x=dead_x, y=dead_y, mode="lines", name="pruned", legendgroup="pruned",
+                line=dict(color=PRUNED_COLOR, width=1.5, dash="dot", shape="hv"),
+                showlegend=not pruned_shown, hoverinfo="skip"), ax))
+            data.append(_on(dict(
+                type="scatter", x=mark_x, y=mark_y, mode="markers", name="pruned at",
+                legendgroup="pruned", showlegend=False, text=mark_op,
+                marker=dict(symbol="x", size=7, color=PRUNED_COLOR, line=dict(width=1, color="#7f7f7f")),
+                hovertemplate=f"%{{text}} pruned at step %{{x}}<extra>{label}</extra>"), ax))
             pruned_shown = True
-    fig.add_traces(traces, rows=rows_, cols=cols_)
-    fig.update_yaxes(range=_y_range(view), tickfont=dict(size=9), nticks=4)
-    fig.update_xaxes(tickfont=dict(size=9), nticks=4)
-    _layout(fig, title, height or 150 * nodes + 90)
-    fig.update_layout(hovermode="closest", margin=dict(l=40, r=10, t=80, b=30))
-    return fig
+    yr = _y_range(view)
+    for name in _axis_names(layout, "yaxis"):
+        layout[name].update(range=yr, tickfont=dict(size=9), nticks=4)
+    for name in _axis_names(layout, "xaxis"):
+        layout[name].update(tickfont=dict(size=9), nticks=4)
+    h = height or 150 * nodes + 110
+    layout.update(_base_layout(title, h, top=90, hovermode="closest"))
+    layout["margin"].update(l=40, r=10, b=30)
+    return _figure(data, layout)
+
+
+def _op_names(view: RunView, n_ops: int) -> list[str]:
+    prims = view.primitives
+    if n_ops == len(prims):
+        return prims
+    if n_ops == len(prims) - 1 and prims[0] == "none":  # none dropped by an unknown activation
+        return prims[1:]
+    return [*prims[:n_ops], *(f"op{k}" for k in range(len(prims), n_ops))]
 
 
 def _alpha_row(view: RunView, cell_type: str, step: int | None) -> tuple[int, np.ndarray] | None:
@@ -236,63 +304,62 @@ def _alpha_row(view: RunView, cell_type: str, step: int | None) -> tuple[int, np
 
 def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -> go.Figure:
     """Weights at the latest (or the given) step: rows are edges "node i <- input", columns ops;
-    the ops the genotype keeps are outlined."""
+    the ops the genotype keeps are outlined, pruned ones crossed."""
     title = f"{cell_type.capitalize()} cell: weights"
     found = _alpha_row(view, cell_type, step)
     if found is None:
         return waiting_figure(title, 300)
     at, w = found
-    prims = view.primitives if w.shape[1] == len(view.primitives) else [f"op{k}" for k in range(w.shape[1])]
+    prims = _op_names(view, w.shape[1])
     labels = [edge_label(i, j) for i, j in edge_index(view.nodes)][: w.shape[0]]
     lo, hi = view.activation.y_range if view.activation is not None else (0.0, 1.0)
-    fig = go.Figure(go.Heatmap(
-        z=w, x=prims, y=labels, colorscale="Blues", zmin=lo, zmax=hi, texttemplate="%{z:.2f}",
-        textfont=dict(size=10), hovertemplate="%{y}<br>%{x}: %{z:.4f}<extra></extra>",
-        colorbar=dict(thickness=10, len=0.8)))
+    text = np.char.mod("%.2f", w.astype(np.float64))
+    if len(view.pruned):  # pruned ops read "pruned" instead of their (zero) weight
+        p = view.pruned[(view.pruned["cell_type"] == cell_type) & (view.pruned["step"] <= at)]
+        col = {op: k for k, op in enumerate(prims)}
+        for e, op in zip(p["edge"], p["op"]):
+            if op in col and e < len(labels):
+                text[e, col[op]] = "pruned"
+    data: list[dict[str, Any]] = [dict(
+        type="heatmap", z=w, x=prims, y=labels, text=text, texttemplate="%{text}",
+        colorscale=_BLUES, zmin=lo, zmax=hi, textfont=dict(size=10),
+        colorbar=dict(thickness=10, len=0.8), hovertemplate="%{y}<br>%{x}: %{z:.4f}<extra></extra>")]
     try:
         kept = select_edges(w, prims)
     except ValueError:
         kept = []
     if kept:
-        fig.add_trace(go.Scatter(
-            x=[prims[k] for _, k, _ in kept], y=[labels[e] for e, _, _ in kept], mode="markers",
-            marker=dict(symbol="square-open", size=26, color="#d62728", line=dict(width=2)),
-            name="kept in the genotype", hoverinfo="skip"))
-    if len(view.pruned):
-        p = view.pruned[(view.pruned["cell_type"] == cell_type) & (view.pruned["step"] <= at)]
-        p = p[p["op"].isin(prims) & (p["edge"] < len(labels))]
-        if len(p):
-            fig.add_trace(go.Scatter(
-                x=p["op"].tolist(), y=[labels[e] for e in p["edge"]], mode="markers",
-                marker=dict(symbol="x-thin", size=10, line=dict(width=1.5, color="#9e9e9e")),
-                name="pruned", hoverinfo="skip"))
-    _layout(fig, f"{title} at iteration {at}", 28 * len(labels) + 140)
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10))
-    fig.update_xaxes(side="bottom", tickangle=-30, tickfont=dict(size=10), showgrid=False)
-    fig.update_layout(hovermode="closest")
-    return fig
+        data.append(dict(type="scatter", x=[prims[k] for _, k, _ in kept],
+                         y=[labels[e] for e, _, _ in kept], mode="markers", name="kept in the genotype",
+                         marker=dict(symbol="square-open", size=24, color="#d62728", line=dict(width=2)),
+                         hoverinfo="skip"))
+    layout = _base_layout(f"{title} at iteration {at}", 26 * len(labels) + 150, hovermode="closest",
+                          yaxis=dict(autorange="reversed", tickfont=dict(size=10)),
+                          xaxis=dict(tickangle=-30, tickfont=dict(size=10), showgrid=False))
+    return _figure(data, layout)
 
 
 # ---- schedule -------------------------------------------------------------------------------
 def schedule_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
     """FI, FI_ewma and the threshold (log scale) with a marker at each architecture step, and
-    the running ratio of architecture to weight steps on the right axis."""
+    the running (cumulative) ratio of architecture to weight steps on the right axis, with the
+    informed schedule's target 1/(period+1). The fixed schedule has FI and the markers."""
     title = "Schedule: gradient signal and architecture steps"
     df = view.steps
     if df.empty:
         return waiting_figure(title)
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
     step = df["step"].to_numpy()
     arch = df["arch_step"].to_numpy() == 1
-    for col, name, style in (("fi", "FI", dict(color=SERIES["fi"], width=1)),
-                             ("fi_ewma", "FI ewma", dict(color=SERIES["fi_ewma"], width=1.8)),
-                             ("threshold", "threshold", dict(color=SERIES["threshold"], width=1.8,
-                                                             dash="dash"))):
+    data: list[dict[str, Any]] = []
+    for col, name, line in (("fi", "FI", dict(color=SERIES["fi"], width=1)),
+                            ("fi_ewma", "FI ewma", dict(color=SERIES["fi_ewma"], width=1.8)),
+                            ("threshold", "threshold", dict(color=SERIES["threshold"], width=1.8,
+                                                            dash="dash"))):
         s, v = _values(df, col)
         v = np.where(v > 0, v, np.nan)  # log axis
         if len(s) and np.isfinite(v).any():
             xs, ys = _sample(s, v, max_points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line=style), secondary_y=False)
+            data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=name, line=line))
     # Markers sit on FI ewma (informed) or on FI (fixed, which has no moving average).
     base = df["fi_ewma"].to_numpy(dtype=np.float64, na_value=np.nan)
     if not np.isfinite(base).any():
@@ -301,26 +368,37 @@ def schedule_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
     if len(ai) > max_points:  # fixed(1): every iteration is one; thin them evenly
         ai = ai[np.linspace(0, len(ai) - 1, max_points).round().astype(int)]
     if len(ai):
-        fig.add_trace(go.Scatter(
-            x=step[ai], y=base[ai], mode="markers", name=f"architecture step ({int(arch.sum())})",
-            marker=dict(symbol="triangle-up", size=7, color=SERIES["arch"]),
-            hovertemplate="architecture step at %{x}<extra></extra>"), secondary_y=False)
+        data.append(dict(type="scatter", x=step[ai], y=base[ai], mode="markers",
+                         name=f"architecture step ({int(arch.sum())})",
+                         marker=dict(symbol="triangle-up", size=7, color=SERIES["arch"]),
+                         hovertemplate="architecture step at %{x}<extra></extra>"))
     ratio = np.cumsum(arch) / np.arange(1, len(arch) + 1)
     xs, ys = _sample(step, ratio, max_points)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="arch / weight steps",
-                             line=dict(color=SERIES["ratio"], width=1.5)), secondary_y=True)
+    data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name="arch / weight steps",
+                     yaxis="y2", line=dict(color=SERIES["ratio"], width=1.5)))
     period = view.config.get("period")
     if view.config.get("schedule") == "informed" and period:
         target = 1.0 / (int(period) + 1)
-        fig.add_trace(go.Scatter(x=[step[0], step[-1]], y=[target, target], mode="lines",
-                                 name=f"target 1/{int(period) + 1}", hoverinfo="skip",
-                                 line=dict(color=SERIES["ratio"], width=1, dash="dot")), secondary_y=True)
-    _layout(fig, title, 340)
-    fig.update_yaxes(type="log", title_text="FI", secondary_y=False)
-    fig.update_yaxes(title_text="arch / weight steps", rangemode="tozero", showgrid=False,
-                     secondary_y=True)
-    fig.update_xaxes(title_text="iteration")
-    return fig
+        data.append(dict(type="scatter", x=[int(step[0]), int(step[-1])], y=[target, target],
+                         mode="lines", name=f"target 1/{int(period) + 1}", yaxis="y2",
+                         hoverinfo="skip", line=dict(color=SERIES["ratio"], width=1, dash="dot")))
+    layout = _base_layout(
+        title, 340, xaxis=dict(title=dict(text="iteration")),
+        yaxis=dict(type="log", title=dict(text="FI"), **_log_ticks(df)),
+        yaxis2=dict(overlaying="y", side="right", range=[0, max(0.05, float(ratio.max()) * 1.1)],
+                    tickmode="auto", nticks=6, tickformat=".2f", showgrid=False,
+                    title=dict(text="arch / weight steps")))
+    return _figure(data, layout)
+
+
+def _log_ticks(df: pd.DataFrame) -> dict[str, Any]:
+    """Ticks at 1, 2, 5 x 10^k when the FI range spans under two decades (plotly would label
+    every minor tick), the default otherwise."""
+    v = df[["fi", "fi_ewma", "threshold"]].to_numpy(dtype=np.float64, na_value=np.nan)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) and np.log10(v.max() / v.min()) < 2:
+        return dict(dtick="D2")
+    return {}
 
 
 # ---- regularizer ----------------------------------------------------------------------------
@@ -328,8 +406,9 @@ _NOT_PENALTIES = ("val_ce", "admm_primal", "admm_dual")
 
 
 def regularizer_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """Each penalty term and the discretization gap ||A - D(A)|| over iterations; for ADMM the
-    primal residual ||A - Z|| and ||U|| at each update, with the updates marked."""
+    """Each penalty term (the ``penalty`` column and any other ``terms`` key) and the
+    discretization gap ||A - D(A)|| over iterations; for ADMM a third row with the primal
+    residual ||A - Z|| and ||U|| at each update, and a dotted line at each update."""
     reg = str(view.config.get("regularizer", "penalty"))
     title = f"Regularizer: {reg}"
     df = view.steps
@@ -338,57 +417,57 @@ def regularizer_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure
     admm = view.admm
     has_admm = reg == "admm" or len(admm) > 0
     rows = 3 if has_admm else 2
-    subtitles = ["penalty terms (architecture steps)", "discretization gap ||A - D(A)||"]
-    if has_admm:
-        subtitles.append("ADMM residuals (updates)")
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.09,
-                        subplot_titles=subtitles)
-    for a in fig.layout.annotations:
-        a.font = dict(size=11, color="#555555")
+    titles = ("penalty terms (architecture steps)", "discretization gap ||A - D(A)||",
+              "ADMM residuals (at updates)")[:rows]
+    layout, axes = _grid(rows, 1, titles=titles, vspace=0.09)
+    data: list[dict[str, Any]] = []
     s, v = _values(df, "penalty")
     if len(s):
         xs, ys = _sample(s, v, max_points)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 200 else "lines",
-                                 name=f"{reg} penalty", marker=dict(size=4),
-                                 line=dict(color=SERIES["penalty"][0], width=1.5)), row=1, col=1)
+        data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines+markers" if len(xs) < 200 else "lines",
+                             name=f"{reg} penalty", marker=dict(size=4),
+                             line=dict(color=SERIES["penalty"][0], width=1.5)), axes[(1, 1)]))
     extra = [c for c in view.terms.columns if c not in ("step", reg, *_NOT_PENALTIES)]
     for n, key in enumerate(extra):
         s, v = _values(view.terms, key)
         if len(s):
             xs, ys = _sample(s, v, max_points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=key,
-                                     line=dict(color=SERIES["penalty"][(n + 1) % 5], width=1.2)),
-                          row=1, col=1)
+            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name=key,
+                                 line=dict(color=SERIES["penalty"][(n + 1) % 5], width=1.2)), axes[(1, 1)]))
     s, v = _values(df, "gap")
     if len(s):
         xs, ys = _sample(s, v, max_points)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="gap ||A - D(A)||",
-                                 line=dict(color=SERIES["gap"], width=1.5, shape="hv")), row=2, col=1)
+        data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name="gap ||A - D(A)||",
+                             line=dict(color=SERIES["gap"], width=1.5, shape="hv")), axes[(2, 1)]))
     if has_admm and len(admm):
         st = admm["step"].to_numpy()
         for col, name, color in (("admm_primal", "primal ||A - Z||", SERIES["primal"]),
                                  ("admm_dual", "||U||", SERIES["dual"])):
-            fig.add_trace(go.Scatter(x=st, y=admm[col].to_numpy(), mode="lines+markers", name=name,
-                                     marker=dict(size=6), line=dict(color=color, width=1.5)), row=3, col=1)
-        top = float(np.nanmax(admm[["admm_primal", "admm_dual"]].to_numpy())) if len(admm) else 1.0
-        vx, vy = _vlines(st.tolist(), 0.0, top * 1.05 if np.isfinite(top) and top > 0 else 1.0)
-        fig.add_trace(go.Scatter(x=vx, y=vy, mode="lines", name=f"ADMM update ({len(st)})",
-                                 line=dict(color="#bdbdbd", width=1, dash="dot"), hoverinfo="skip"),
-                      row=3, col=1)
+            data.append(_on(dict(type="scatter", x=st, y=admm[col].to_numpy(), mode="lines+markers",
+                                 name=name, marker=dict(size=6), line=dict(color=color, width=1.5)),
+                            axes[(3, 1)]))
+        top = np.nanmax(admm[["admm_primal", "admm_dual"]].to_numpy())
+        top = float(top) * 1.05 if np.isfinite(top) and top > 0 else 1.0
+        vx, vy = _vlines(st.tolist(), 0.0, top)
+        data.append(_on(dict(type="scatter", x=vx, y=vy, mode="lines", name=f"ADMM update ({len(st)})",
+                             line=dict(color="#bdbdbd", width=1, dash="dot"), hoverinfo="skip"),
+                        axes[(3, 1)]))
     elif has_admm:
         every = view.config.get("admm_every")
-        fig.add_annotation(text=f"no ADMM update yet (every {every} architecture steps)" if every
-                           else "no ADMM update yet", showarrow=False, xref="x3 domain",
-                           yref="y3 domain", x=0.5, y=0.5, font=dict(color="#888888"))
-    _layout(fig, title, 190 * rows + 90)
-    fig.update_xaxes(title_text="iteration", row=rows, col=1)
-    return fig
+        xa, ya = axes[(3, 1)]
+        layout.setdefault("annotations", []).append(dict(
+            text=f"no ADMM update yet (every {every} architecture steps)" if every else "no ADMM update yet",
+            showarrow=False, xref=f"{xa} domain", yref=f"{ya} domain", x=0.5, y=0.5,
+            font=dict(color="#888888")))
+    layout[axes[(rows, 1)][0].replace("x", "xaxis")]["title"] = dict(text="iteration")
+    layout.update(_base_layout(title, 190 * rows + 100))
+    return _figure(data, layout)
 
 
 # ---- size, losses -----------------------------------------------------------------------------
-def size_figure(view: RunView) -> go.Figure:
+def size_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
     """Parameters of the derived architecture's evaluation network over iterations (a step
-    function: it changes when the genotype does)."""
+    function: it changes when the genotype does), a marker at each change."""
     title = "Architecture size (evaluation network)"
     g = view.genotypes
     if g.empty or not g["size"].notna().any():
@@ -396,69 +475,61 @@ def size_figure(view: RunView) -> go.Figure:
     g = g[g["size"].notna()]
     x = g["step"].to_numpy()
     y = g["size"].to_numpy(dtype=np.float64)
-    fig = go.Figure()
     xl, yl = x, y
     if view.last_step > x[-1]:
         xl, yl = np.append(x, view.last_step), np.append(y, y[-1])
-    if len(xl) > MAX_POINTS:
-        xl, yl = _sample(xl, yl, MAX_POINTS)
-    fig.add_trace(go.Scatter(x=xl, y=yl, mode="lines", name="parameters", hoverinfo="skip",
-                             line=dict(shape="hv", color=SERIES["size"], width=2)))
-    if len(x) <= MAX_POINTS:
-        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name="genotype changed",
-                                 marker=dict(size=6, color=SERIES["size"]),
-                                 hovertemplate="iteration %{x}: %{y:,.0f} parameters<extra></extra>"))
-    _layout(fig, title, 260)
-    fig.update_yaxes(tickformat="~s", title_text="parameters")
-    fig.update_xaxes(title_text="iteration")
-    fig.update_layout(hovermode="closest")
-    return fig
+    xl, yl = _sample(xl, yl, max_points)
+    data = [dict(type="scatter", x=xl, y=yl, mode="lines", name="parameters", hoverinfo="skip",
+                 line=dict(shape="hv", color=SERIES["size"], width=2))]
+    xm, ym = _sample(x, y, max_points)
+    data.append(dict(type="scatter", x=xm, y=ym, mode="markers", name="genotype changed",
+                     marker=dict(size=6, color=SERIES["size"]),
+                     hovertemplate="iteration %{x}: %{y:,.0f} parameters<extra></extra>"))
+    layout = _base_layout(title, 260, hovermode="closest", xaxis=dict(title=dict(text="iteration")),
+                          yaxis=dict(tickformat="~s", title=dict(text="parameters")))
+    return _figure(data, layout)
 
 
 def losses_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """Train loss (every iteration, smoothed), validation loss on architecture steps and at
-    epoch ends; accuracies on the second row."""
+    """Train loss (every iteration, raw and smoothed), validation loss on architecture steps
+    and at epoch ends (from the epoch_end events); accuracies on the second row."""
     title = "Losses and accuracies"
     df = view.steps
     if df.empty:
         return waiting_figure(title)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=["loss", "accuracy"])
-    for a in fig.layout.annotations:
-        a.font = dict(size=11, color="#555555")
+    layout, axes = _grid(2, 1, titles=("loss", "accuracy"), vspace=0.08)
     ep = view.epochs
+    data: list[dict[str, Any]] = []
     for row, metric in ((1, "loss"), (2, "acc")):
+        ax = axes[(row, 1)]
         s, v = _values(df, f"train_{metric}")
         if len(s):
             xs, ys = _sample(s, v, max_points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="train (batch)", legendgroup="train",
-                                     showlegend=row == 1, opacity=0.35,
-                                     line=dict(color=SERIES["train"], width=1)), row=row, col=1)
+            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name="train (batch)",
+                                 legendgroup="train", showlegend=row == 1, opacity=0.35,
+                                 line=dict(color=SERIES["train"], width=1)), ax))
             smooth = pd.Series(v).ewm(alpha=0.05 if len(v) > 200 else 0.2).mean().to_numpy()
             xs, ys = _sample(s, smooth, max_points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="train (smoothed)",
-                                     legendgroup="train_s", showlegend=row == 1,
-                                     line=dict(color=SERIES["train"], width=2)), row=row, col=1)
+            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name="train (smoothed)",
+                                 legendgroup="train_s", showlegend=row == 1,
+                                 line=dict(color=SERIES["train"], width=2)), ax))
         s, v = _values(df, f"val_{metric}")
         if len(s):
             xs, ys = _sample(s, v, max_points)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 200 else "lines",
-                                     name="validation (arch batch)", legendgroup="val",
-                                     showlegend=row == 1, marker=dict(size=4),
-                                     line=dict(color=SERIES["val"], width=1.2)), row=row, col=1)
+            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines+markers" if len(xs) < 200 else "lines",
+                                 name="validation (arch batch)", legendgroup="val", showlegend=row == 1,
+                                 marker=dict(size=4), line=dict(color=SERIES["val"], width=1.2)), ax))
         if len(ep) and ep[f"val_{metric}"].notna().any():
             e = ep[ep[f"val_{metric}"].notna()]
-            fig.add_trace(go.Scatter(x=e["step"], y=e[f"val_{metric}"], mode="lines+markers",
-                                     name="validation (epoch end)", legendgroup="epoch",
-                                     showlegend=row == 1,
-                                     marker=dict(symbol="diamond", size=9, color=SERIES["epoch"]),
-                                     line=dict(color=SERIES["epoch"], width=1.5),
-                                     hovertemplate="epoch end %{x}: %{y:.3f}<extra></extra>"),
-                          row=row, col=1)
-    fig.update_yaxes(range=[0, 1.02], row=2, col=1)
-    _layout(fig, title, 480)
-    fig.update_xaxes(title_text="iteration", row=2, col=1)
-    return fig
+            data.append(_on(dict(type="scatter", x=e["step"].to_numpy(), y=e[f"val_{metric}"].to_numpy(),
+                                 mode="lines+markers", name="validation (epoch end)", legendgroup="epoch",
+                                 showlegend=row == 1, line=dict(color=SERIES["epoch"], width=1.5),
+                                 marker=dict(symbol="diamond", size=9, color=SERIES["epoch"]),
+                                 hovertemplate="epoch end %{x}: %{y:.3f}<extra></extra>"), ax))
+    layout[axes[(2, 1)][1].replace("y", "yaxis")]["range"] = [0, 1.02]
+    layout[axes[(2, 1)][0].replace("x", "xaxis")]["title"] = dict(text="iteration")
+    layout.update(_base_layout(title, 480))
+    return _figure(data, layout)
 
 
 # ---- genotype -------------------------------------------------------------------------------

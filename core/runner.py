@@ -37,6 +37,7 @@ class RunManager:
         self._handles: dict[int, _Handle] = {}
         self._queue: deque[int] = deque()
         self._closed = False
+        self._stop_hooks: list = []
         store.mark_interrupted()
         atexit.register(self.shutdown)
 
@@ -149,12 +150,23 @@ class RunManager:
             if deadline is not None and time.monotonic() > deadline:
                 return False
 
+    def register_stop_hook(self, hook) -> None:
+        """Called at shutdown (e.g. a study's evaluation thread stops with the runs)."""
+        with self._lock:
+            self._stop_hooks.append(hook)
+
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stops every run and joins the threads (an interpreter exit mid-step would abort)."""
         with self._lock:
             self._closed = True
+            queued = list(self._queue)
             self._queue.clear()
             handles = list(self._handles.values())
+            hooks = list(self._stop_hooks)
+        for rid in queued:
+            self.store.update_run(rid, status="stopped")
+        for hook in hooks:
+            hook()
         for h in handles:
             h.stop.set()
             h.pause.clear()

@@ -77,6 +77,18 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX events_run ON events(run_id, id);
     CREATE INDEX runs_grp ON runs(grp);
     """,
+    """
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        config TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL, finished REAL,
+        test_acc REAL, params INTEGER, seconds REAL, result TEXT, error TEXT
+    );
+    CREATE INDEX evaluations_run ON evaluations(run_id);
+    CREATE TABLE studies (
+        name TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -341,6 +353,39 @@ class RunStore:
             sql += f" AND kind IN ({','.join('?' * len(kinds))})"
             params.extend(kinds)
         return pd.read_sql_query(sql + " ORDER BY id", self.connect(), params=params)
+
+    # ---- evaluations and studies ------------------------------------------------------------
+    def create_evaluation(self, run_id: int, config: dict[str, Any]) -> int:
+        cur = self._write("INSERT INTO evaluations (run_id, config, status, created) VALUES (?, ?, ?, ?)",
+                          (int(run_id), json.dumps(config), "running", time.time()))
+        return int(cur.lastrowid)
+
+    def finish_evaluation(self, eval_id: int, status: str, result: dict[str, Any] | None = None,
+                          error: str | None = None) -> None:
+        r = result or {}
+        self._write("UPDATE evaluations SET status = ?, finished = ?, test_acc = ?, params = ?, "
+                    "seconds = ?, result = ?, error = ? WHERE id = ?",
+                    (status, time.time(), r.get("test_acc"), r.get("params"), r.get("seconds"),
+                     json.dumps(r) if r else None, error, int(eval_id)))
+
+    def evaluations(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
+        sql = "SELECT id, run_id, status, created, finished, test_acc, params, seconds, config, error FROM evaluations"
+        params: list[Any] = []
+        if run_ids is not None:
+            sql += f" WHERE run_id IN ({','.join('?' * len(run_ids)) or 'NULL'})"
+            params = [int(i) for i in run_ids]
+        return pd.read_sql_query(sql + " ORDER BY id", self.connect(), params=params)
+
+    def save_study(self, name: str, spec: dict[str, Any]) -> None:
+        self._write("INSERT OR REPLACE INTO studies (name, spec, created) VALUES (?, ?, ?)",
+                    (name, json.dumps(spec), time.time()))
+
+    def get_study(self, name: str) -> dict[str, Any] | None:
+        row = self.connect().execute("SELECT spec FROM studies WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def studies(self) -> list[str]:
+        return [r[0] for r in self.connect().execute("SELECT name FROM studies ORDER BY created DESC")]
 
     def checkpoint_path(self, run_id: int) -> str:
         return os.path.join(os.path.dirname(os.path.abspath(self.path)), "checkpoints", f"run_{run_id}.pt")

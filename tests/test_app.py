@@ -114,7 +114,7 @@ def test_home_demo_button_starts_a_run_and_opens_its_monitor(app_db, monkeypatch
     runs = _store(app_db).list_runs()
     assert len(runs) == 1 and runs[0].config["preset"] == "tiny" and runs[0].group == "demo"
     assert at.title[0].value.endswith("Monitor")
-    assert at.query_params["run"] == [str(runs[0].id)]
+    assert at.query_params["run"] == str(runs[0].id)
     assert at.selectbox(key="monitor_select").value == runs[0].id
 
 
@@ -193,7 +193,7 @@ def test_launch_start_creates_the_run_and_opens_the_monitor(app_db):
     assert (r.name, r.group, r.config["preset"], r.config["method"], r.config["seed"]) == \
         ("from the form", "form-tests", "tiny", "darts", 7)
     assert at.title[0].value.endswith("Monitor")
-    assert at.query_params["run"] == [str(r.id)]
+    assert at.query_params["run"] == str(r.id)
 
 
 def test_launch_form_values_survive_a_page_switch(app_db):
@@ -274,7 +274,7 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     text = _texts(at)
     assert "running" in text and "Live ·" in text
     assert f"{RUNNING_UNTIL + 1} / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
-    assert at.query_params["run"] == [str(run_id)]
+    assert at.query_params["run"] == str(run_id)
     before = _points(_charts(at)[-1])
     # the "CLI process" writes more rows; the next refresh shows them
     template = _store(finished_template[0])
@@ -303,7 +303,7 @@ def test_monitor_opens_the_run_named_in_the_url(finished_db):
     at = _open("pages/monitor.py", query={"run": str(run_id)})
     assert at.selectbox(key="monitor_select").value == run_id
     at.selectbox(key="monitor_select").set_value(other).run()
-    assert at.query_params["run"] == [str(other)]
+    assert at.query_params["run"] == str(other)
 
 
 def test_monitor_failed_run_shows_its_error(app_db):
@@ -393,7 +393,7 @@ def test_runs_open_in_monitor(finished_db):
     assert not at.exception
     assert at.title[0].value.endswith("Monitor")
     assert at.selectbox(key="monitor_select").value == run_id
-    assert at.query_params["run"] == [str(run_id)]
+    assert at.query_params["run"] == str(run_id)
 
 
 def test_runs_delete_needs_confirmation(finished_db):
