@@ -234,11 +234,11 @@ PRESETS.register("paper")({
 })
 PRESETS.register("demo")({
     # Bundled digits at 16x16, a small but real supernet (2 cells of each type, 4 nodes).
-    # 120 iterations fit the 3-minute budget on a 2-core CPU (bench: ~1.2-1.5 s/iteration), so
+    # 80 iterations fit the 3-minute budget on a 2-core CPU (bench: ~1.2-1.5 s/iteration), so
     # alpha_lr is ~30x the paper's and the informed threshold is seeded from the first FI: the
     # alphas visibly move, CRB prunes, and the schedule steps from the start.
     "dataset": "digits", "image_size": 16, "augment": False, "C": 8, "layers": 5, "nodes": 4,
-    "batch_size": 32, "epochs": 4, "iters_per_epoch": 30, "alpha_lr": 1e-2,
+    "batch_size": 32, "epochs": 4, "iters_per_epoch": 20, "alpha_lr": 1e-2,
     "seed_threshold": True, "log_every": 5,
 })
 PRESETS.register("tiny")({

@@ -33,6 +33,10 @@ from core.schedules import create_schedule
 from core.supernet import Supernet
 
 
+# A warning event when the schedule has been quiet this many times its expected gap.
+_QUIET_ITERATIONS = 20
+
+
 class NonFiniteError(RuntimeError):
     """A loss or an alpha became NaN or infinite; the run stops with this message."""
 
@@ -142,6 +146,7 @@ class Search:
         self._weights_detached: dict[str, torch.Tensor] | None = None
         self.arch = _ArchState()
         self.pending_events: list[dict[str, Any]] = []
+        self._last_arch_iter = 0
         self._epoch_acc_sum: torch.Tensor | None = None
         self._epoch_acc_n = 0
         if self.resume and self.store is not None and self.run_id is not None:
@@ -162,6 +167,13 @@ class Search:
         row["arch_step"] = int(arch)
         if arch:
             self._arch_step(progress, row)
+            self._last_arch_iter = self.step
+        elif (self.step - self._last_arch_iter == _QUIET_ITERATIONS * (self.schedule.period + 1)):
+            self.push_event({"kind": "warning", "step": self.step, "message":
+                             f"no architecture step for {self.step - self._last_arch_iter} "
+                             f"iterations (FI average {self.schedule.fi_ewma}, threshold "
+                             f"{self.schedule.threshold}); the informed schedule starts after about "
+                             "ln(FI/threshold)/ln(multiplier) iterations"})
 
         x, y = self.w_stream.next()
         x = x.contiguous(memory_format=self.memory_format)
@@ -216,8 +228,12 @@ class Search:
         for ct, e, k in model.after_arch_update():
             self.pruned += 1
             self.push_event({"kind": "pruned", "step": self.step, "message":
-                                        f"{ct} edge {e}: {self.primitives[k]} pruned",
-                                        "data": {"cell_type": ct, "edge": e, "op": self.primitives[k]}})
+                             f"{ct} edge {e}: {self.primitives[k]} pruned",
+                             "data": {"cell_type": ct, "edge": e, "op": self.primitives[k]}})
+            if not model.masks[ct][e].any():
+                self.push_event({"kind": "warning", "step": self.step, "message":
+                                 f"{ct} edge {e} has every operation pruned; it adds nothing "
+                                 "and the rule ranks it last"})
         report = self.regularizer.after_arch_step(model.alphas(), model.act,
                                                   model.mask_tensors() if model.act.prunes else None)
         terms: dict[str, Any] = {"val_ce": val_loss.detach(), self.regularizer.name: penalty.detach()}
