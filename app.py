@@ -31,9 +31,10 @@ PAGES = [
     st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
-    # st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),  # next: side-by-side runs
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
 ]
 page = st.navigation(PAGES)
+st.session_state[app_state.APP_RAN] = True
 
 with st.sidebar:
     manager = app_state.get_manager()

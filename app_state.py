@@ -24,6 +24,7 @@ VIEWS = "run_views"                # {(db path, run id): core.live.RunView}, one
 LAUNCH_VALUES = "launch_values"    # the Launch form's values, kept across page switches
 LAUNCH_ESTIMATE = "launch_estimate"  # {"config": json, "seconds": float, ...} of the last calibration
 FLASH = "flash_message"            # one-shot message shown at the top of the next page
+APP_RAN = "app_ran"                # set by app.py: this session's runs go through st.navigation
 
 # ---- URL query ----------------------------------------------------------------------------------
 RUN_QUERY = "run"                  # ?run=ID opens that run in the monitor
@@ -71,6 +72,23 @@ def shutdown_all(timeout: float = 10.0) -> None:
         managers, _managers[:] = list(_managers), []
     for m in managers:
         m.shutdown(timeout)
+
+
+def ensure_app_navigation() -> None:
+    """Call first in every page. Until some session of the server process has run app.py's
+    st.navigation, Streamlit serves a direct link such as /monitor?run=3 in its legacy
+    pages-directory mode: pages/monitor.py alone, without app.py (no sidebar, no page config).
+    That mode is a process-wide flag which st.navigation clears; clear it and rerun, so this
+    and every later request goes through app.py."""
+    if st.session_state.get(APP_RAN):
+        return  # this session already went through app.py (and AppTest lands here on reruns)
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()  # a session's first run: no widget event is lost
 
 
 def demo_config() -> SearchConfig:

@@ -204,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Subcommands added by later modules (evaluate, study) register here.
     for extra in _EXTRA_COMMANDS:
         extra(sub)
+    for p in sub.choices.values():  # --db also works after the subcommand
+        p.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     args = parser.parse_args(argv)
     if getattr(args, "db", None) is None:

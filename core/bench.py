@@ -37,6 +37,7 @@ def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, 
     out = {"iters_per_s": iters / dt, "images_per_s": iters * config.batch_size / dt,
            "ms_per_iter": 1000 * dt / iters, "arch_steps": s.arch_steps - arch0, "iters": iters,
            "peak_rss_mb": _peak_rss_mb(), "device": str(s.device), "threads": torch.get_num_threads(),
+           "total_iterations": s.total_iterations,
            "fast": config.fast}
     if s.device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

@@ -55,7 +55,8 @@ class SearchConfig:
                                            "(DARTS); matched: period k gives k:1 (DARTS-PRIME).")
     augment: bool = _f(False, "data", "Random crop and flip for weight batches (CIFAR-style data).")
     # ---- supernet
-    C: int = _f(8, "supernet", "Initial channels.", min=2, max=128)
+    C: int = _f(8, "supernet", "Initial channels (even: reduction cells halve the resolution "
+                "with two C/2 branches).", min=4, max=128)
     layers: int = _f(5, "supernet", "Cells in the supernet; reductions at layers//3 and 2*layers//3.",
                      min=3, max=20)
     nodes: int = _f(4, "supernet", "Intermediate nodes per cell.", min=2, max=6)
@@ -146,6 +147,8 @@ class SearchConfig:
             v = getattr(self, name)
             if v not in valid and not (name == "device" and v.startswith("cuda:")):
                 raise ConfigError(name, f"must be one of {', '.join(valid)}, got {v!r}")
+        if self.C % 2:
+            raise ConfigError("C", f"must be an even number between 4 and 128, got {self.C}")
         if self.w_lr_min > self.w_lr:
             raise ConfigError("w_lr_min", f"must be <= w_lr ({self.w_lr}), got {self.w_lr_min}")
         if self.data_dir and not os.path.isdir(self.data_dir):

@@ -27,6 +27,8 @@ from core.live import RunView
 from core.palette import PRUNED_COLOR, op_color
 
 MAX_POINTS = 1500
+# Markers of discrete events (architecture steps) are drawn exactly up to this many.
+MAX_MARKERS = 5000
 # Each grid panel is a few hundred pixels wide: fewer points per line keep the page light.
 GRID_MAX_POINTS = 400
 WAITING = "waiting for the first iterations"
@@ -139,7 +141,7 @@ def _grid(rows: int, cols: int, **kw: Any) -> tuple[dict[str, Any], dict[tuple[i
 
 
 def _axis_names(layout: dict[str, Any], prefix: str) -> list[str]:
-    return sorted(k for k in layout if k.startswith(prefix) and k[len(prefix):].isdigit() or k == prefix)
+    return sorted(k for k in layout if k == prefix or (k.startswith(prefix) and k[len(prefix):].isdigit()))
 
 
 def _on(trace: dict[str, Any], axes: tuple[str, str]) -> dict[str, Any]:
@@ -196,12 +198,13 @@ def _vlines(xs: Sequence[float], y0: float, y1: float) -> tuple[list, list]:
 
 # ---- operation weights ------------------------------------------------------------------------
 def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_POINTS,
-                    height: int | None = None) -> go.Figure:
+                    height: int | None = None, fit_y: bool = False) -> go.Figure:
     """Per-edge op weights over iterations: one panel per edge, rows = nodes, columns = inputs
     (c_{k-2}, c_{k-1}, node 0, ...), lower-triangular. One line per op in its palette colour
     (legend once per op); a pruned op turns grey and dotted from the step it died, with an x
-    there. y range: the activation's ``y_range``. Panels are small, so ``max_points`` defaults
-    to GRID_MAX_POINTS per line."""
+    there. y range: the activation's ``y_range``, or with ``fit_y`` from 0 to the largest
+    weight drawn (softmax shares sit near 1/ops for a long time). Panels are small, so
+    ``max_points`` defaults to GRID_MAX_POINTS per line."""
     title = f"{cell_type.capitalize()} cell: operation weights"
     nodes = view.nodes
     steps, w = view.alpha_steps.get(cell_type), view.alphas.get(cell_type)
@@ -270,6 +273,9 @@ def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_PO
                 hovertemplate=f"%{{text}} pruned at step %{{x}}<extra>{label}</extra>"), ax))
             pruned_shown = True
     yr = _y_range(view)
+    if fit_y:
+        top = float(np.nanmax(w)) if w.size else 1.0
+        yr = [yr[0], min(yr[1], top * 1.08) if np.isfinite(top) and top > 0 else yr[1]]
     for name in _axis_names(layout, "yaxis"):
         layout[name].update(range=yr, tickfont=dict(size=9), nticks=4)
     for name in _axis_names(layout, "xaxis"):
@@ -313,7 +319,7 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
     prims = _op_names(view, w.shape[1])
     labels = [edge_label(i, j) for i, j in edge_index(view.nodes)][: w.shape[0]]
     lo, hi = view.activation.y_range if view.activation is not None else (0.0, 1.0)
-    text = np.char.mod("%.2f", w.astype(np.float64))
+    text = np.array([[f"{x:.2f}" for x in row] for row in w.tolist()], dtype=object)
     if len(view.pruned):  # pruned ops read "pruned" instead of their (zero) weight
         p = view.pruned[(view.pruned["cell_type"] == cell_type) & (view.pruned["step"] <= at)]
         col = {op: k for k, op in enumerate(prims)}
@@ -334,6 +340,7 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
                          marker=dict(symbol="square-open", size=24, color="#d62728", line=dict(width=2)),
                          hoverinfo="skip"))
     layout = _base_layout(f"{title} at iteration {at}", 26 * len(labels) + 150, hovermode="closest",
+                          showlegend=True,
                           yaxis=dict(autorange="reversed", tickfont=dict(size=10)),
                           xaxis=dict(tickangle=-30, tickfont=dict(size=10), showgrid=False))
     return _figure(data, layout)
@@ -341,7 +348,8 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
 
 # ---- schedule -------------------------------------------------------------------------------
 def schedule_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """FI, FI_ewma and the threshold (log scale) with a marker at each architecture step, and
+    """FI, FI_ewma and the threshold (log scale) with a marker at each architecture step (all
+    of them up to MAX_MARKERS), and
     the running (cumulative) ratio of architecture to weight steps on the right axis, with the
     informed schedule's target 1/(period+1). The fixed schedule has FI and the markers."""
     title = "Schedule: gradient signal and architecture steps"
@@ -365,12 +373,15 @@ def schedule_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
     if not np.isfinite(base).any():
         base = df["fi"].to_numpy(dtype=np.float64, na_value=np.nan)
     ai = np.flatnonzero(arch)
-    if len(ai) > max_points:  # fixed(1): every iteration is one; thin them evenly
-        ai = ai[np.linspace(0, len(ai) - 1, max_points).round().astype(int)]
+    if len(ai) > MAX_MARKERS:  # fixed(1) on a long run: every iteration is one; thin evenly
+        ai = ai[np.linspace(0, len(ai) - 1, MAX_MARKERS).round().astype(int)]
     if len(ai):
         data.append(dict(type="scatter", x=step[ai], y=base[ai], mode="markers",
                          name=f"architecture step ({int(arch.sum())})",
-                         marker=dict(symbol="triangle-up", size=7, color=SERIES["arch"]),
+                         # Smaller and plainer as they crowd, so a long run stays readable.
+                         marker=dict(symbol="triangle-up", color=SERIES["arch"],
+                                     size=9 if len(ai) <= 100 else 6 if len(ai) <= 500 else 4,
+                                     line=dict(width=1 if len(ai) <= 100 else 0, color="white")),
                          hovertemplate="architecture step at %{x}<extra></extra>"))
     ratio = np.cumsum(arch) / np.arange(1, len(arch) + 1)
     xs, ys = _sample(step, ratio, max_points)
@@ -444,7 +455,8 @@ def regularizer_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure
         for col, name, color in (("admm_primal", "primal ||A - Z||", SERIES["primal"]),
                                  ("admm_dual", "||U||", SERIES["dual"])):
             data.append(_on(dict(type="scatter", x=st, y=admm[col].to_numpy(), mode="lines+markers",
-                                 name=name, marker=dict(size=6), line=dict(color=color, width=1.5)),
+                                 name=name, marker=dict(size=6 if len(st) <= 50 else 3),
+                                 line=dict(color=color, width=1.5)),
                             axes[(3, 1)]))
         top = np.nanmax(admm[["admm_primal", "admm_dual"]].to_numpy())
         top = float(top) * 1.05 if np.isfinite(top) and top > 0 else 1.0
@@ -456,7 +468,7 @@ def regularizer_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure
         every = view.config.get("admm_every")
         xa, ya = axes[(3, 1)]
         layout.setdefault("annotations", []).append(dict(
-            text=f"no ADMM update yet (every {every} architecture steps)" if every else "no ADMM update yet",
+            text="no ADMM update yet" + (f" (every {every} architecture steps)" if every else ""),
             showarrow=False, xref=f"{xa} domain", yref=f"{ya} domain", x=0.5, y=0.5,
             font=dict(color="#888888")))
     layout[axes[(rows, 1)][0].replace("x", "xaxis")]["title"] = dict(text="iteration")
@@ -516,9 +528,10 @@ def losses_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
         s, v = _values(df, f"val_{metric}")
         if len(s):
             xs, ys = _sample(s, v, max_points)
-            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines+markers" if len(xs) < 200 else "lines",
-                                 name="validation (arch batch)", legendgroup="val", showlegend=row == 1,
-                                 marker=dict(size=4), line=dict(color=SERIES["val"], width=1.2)), ax))
+            data.append(_on(dict(type="scatter", x=xs, y=ys, name="validation (arch batch)",
+                                 mode="lines+markers" if len(xs) < 200 else "lines",
+                                 legendgroup="val", showlegend=row == 1, marker=dict(size=4),
+                                 line=dict(color=SERIES["val"], width=1.2)), ax))
         if len(ep) and ep[f"val_{metric}"].notna().any():
             e = ep[ep[f"val_{metric}"].notna()]
             data.append(_on(dict(type="scatter", x=e["step"].to_numpy(), y=e[f"val_{metric}"].to_numpy(),
@@ -536,6 +549,23 @@ def losses_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
 def _node_pairs(g: Genotype, cell_type: str) -> list[list[tuple[str, int]]]:
     pairs = list(g.cell(cell_type))
     return [pairs[k:k + 2] for k in range(0, len(pairs), 2)]
+
+
+def _pair_changes(removed: list, added: list) -> tuple[list, list, list]:
+    """Pairs each dropped (op, input) with the one that took its place: an op change on the
+    same input first, then edges that moved, in order; returns (pairs, unpaired removed,
+    unpaired added)."""
+    removed, added = list(removed), list(added)
+    pairs = []
+    for r in list(removed):
+        a = next((a for a in added if a[1] == r[1]), None)
+        if a is not None:
+            pairs.append((r, a))
+            removed.remove(r)
+            added.remove(a)
+    n = min(len(removed), len(added))
+    pairs += list(zip(removed[:n], added[:n]))
+    return pairs, removed[n:], added[n:]
 
 
 def genotype_changes(view: RunView) -> pd.DataFrame:
@@ -557,14 +587,15 @@ def genotype_changes(view: RunView) -> pd.DataFrame:
                     new = new_nodes[node] if node < len(new_nodes) else []
                     removed = [p for p in old if p not in new]
                     added = [p for p in new if p not in old]
-                    for r, a in zip(removed, added):
+                    pairs, removed, added = _pair_changes(removed, added)
+                    for r, a in pairs:
                         rows.append({"step": int(step), "cell": ct, "node": node,
                                      "change": f"{ct} node {node}: {r[0]} <- {r[1]} replaced by "
                                                f"{a[0]} <- {a[1]}"})
-                    for r in removed[len(added):]:
+                    for r in removed:
                         rows.append({"step": int(step), "cell": ct, "node": node,
                                      "change": f"{ct} node {node}: {r[0]} <- {r[1]} dropped"})
-                    for a in added[len(removed):]:
+                    for a in added:
                         rows.append({"step": int(step), "cell": ct, "node": node,
                                      "change": f"{ct} node {node}: {a[0]} <- {a[1]} added"})
         prev = g

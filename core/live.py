@@ -53,12 +53,18 @@ def _empty_steps() -> pd.DataFrame:
     return df
 
 
+def _text(col: pd.Series) -> pd.Series:
+    """Text column as object dtype with None for NULL: pandas reads a batch as None, NaN or
+    its string dtype depending on what the batch holds, and batches must concatenate alike."""
+    return pd.Series([t if isinstance(t, str) else None for t in col], index=col.index, dtype=object)
+
+
 def _coerce_steps(df: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for c in STEP_COLUMNS:
         col = df[c]
         if c == "terms":
-            out[c] = col.astype(object)
+            out[c] = _text(col)
         elif c in _INT_COLUMNS:
             out[c] = pd.to_numeric(col, errors="coerce").fillna(0).astype("int64")
         else:
@@ -82,6 +88,22 @@ def _loads(text: Any) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _parse_terms(steps: np.ndarray, texts: np.ndarray) -> pd.DataFrame:
+    """step + one float column per numeric key of the ``terms`` JSON objects."""
+    texts = [t if isinstance(t, str) and t.strip().startswith("{") else "{}" for t in texts]
+    try:
+        records = json.loads("[" + ",".join(texts) + "]")  # one parse for all rows
+    except json.JSONDecodeError:
+        records = [_loads(t) for t in texts]
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    out = {"step": steps.astype(np.int64)}
+    for c in df.columns:
+        col = pd.to_numeric(df[c], errors="coerce")
+        if col.notna().any():
+            out[str(c)] = col.astype("float64").to_numpy()
+    return pd.DataFrame(out)
 
 
 class RunView:
@@ -206,6 +228,7 @@ class RunView:
         new_g = self.store.genotypes(self.run_id, after=after)
         if not new_g.empty:
             new_g["size"] = pd.to_numeric(new_g["size"], errors="coerce").astype("float64")
+            new_g["genotype"] = _text(new_g["genotype"])
             self.genotypes = _append(self.genotypes, new_g)
             changed = True
         return bool(changed)
@@ -218,12 +241,10 @@ class RunView:
             return False
         new = _coerce_steps(new)
         self.steps = _append(self.steps, new)
-        has = new["terms"].notna()
+        has = new["terms"].notna().to_numpy()
         if has.any():
-            rows = [{"step": int(s), **{k: v for k, v in _loads(t).items()
-                                       if isinstance(v, (int, float)) and not isinstance(v, bool)}}
-                    for s, t in zip(new.loc[has, "step"], new.loc[has, "terms"])]
-            self.terms = _append(self.terms, pd.DataFrame(rows))  # concat unions new keys
+            self.terms = _append(self.terms, _parse_terms(new["step"].to_numpy()[has],
+                                                          new["terms"].to_numpy()[has]))
         return True
 
     def _add_alphas(self, ct: str, steps: np.ndarray, weights: np.ndarray) -> bool:
@@ -243,6 +264,8 @@ class RunView:
             return False
         new = new.astype({"id": "int64"})
         new["step"] = pd.to_numeric(new["step"], errors="coerce").astype("float64")
+        for c in ("kind", "message", "data"):
+            new[c] = _text(new[c])
         self.events = _append(self.events, new)
         pruned, admm, epochs = [], [], []
         for step, kind, data in zip(new["step"], new["kind"], new["data"]):

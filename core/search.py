@@ -269,8 +269,12 @@ class Search:
     # ---- epochs and the whole run ----------------------------------------------------------
     @torch.no_grad()
     def evaluate_arch_split(self, max_batches: int = 10) -> tuple[float, float]:
-        """Accuracy and loss of the supernet on the architecture (validation) data."""
-        self.model.eval()
+        """Accuracy and loss of the supernet on the architecture (validation) data.
+
+        Batch statistics, not running ones: the search ops' affine-free BNs see few updates in a
+        short search, and eval-mode numbers after a few dozen iterations mislead (DARTS's
+        `infer` has the same trap). Nothing else reads those running statistics."""
+        self.model.train()
         stream = BatchStream(self.data, self.a_idx, self.config.batch_size * 2, 0, False,
                              self.device)
         correct, loss_sum, n = 0.0, 0.0, 0

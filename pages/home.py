@@ -7,6 +7,8 @@ import app_state
 from core.config import ConfigError
 from core.device import pick_device
 
+app_state.ensure_app_navigation()
+
 st.title("PRIME Explorer")
 app_state.show_flash()
 st.markdown(

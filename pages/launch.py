@@ -16,6 +16,8 @@ from core.data import get_dataset_spec, list_datasets
 from core.regularizers import list_regularizers
 from core.schedules import list_schedules
 
+app_state.ensure_app_navigation()
+
 INFO = {f["name"]: f for f in field_info()}
 # Fields whose choices come from a registry (the one list of each family).
 REGISTRY_CHOICES = {"dataset": list_datasets, "activation": list_activations,
@@ -131,23 +133,13 @@ def _widget(name: str) -> None:
         st.text_input(name, key=key, help=help_)
 
 
-def _total_iterations(config: SearchConfig) -> int:
-    if config.iters_per_epoch:
-        return config.epochs * config.iters_per_epoch
-    from core.data import load_dataset  # one pass over the weight part of the training data
-
-    data = load_dataset(config.dataset, config.data_dir or None, config.image_size, config.seed)
-    n = round(config.train_fraction * int(data.train_x.shape[0]))
-    return config.epochs * math.ceil(n / config.batch_size)
-
-
 def _estimate(config: SearchConfig) -> dict[str, Any]:
     from core.bench import time_iterations
     from core.device import configure_threads
 
     configure_threads(config.threads)
     timing = time_iterations(config, iters=3, warmup=1)
-    total = _total_iterations(config)
+    total = timing["total_iterations"]
     sec = timing["ms_per_iter"] / 1000.0
     return {"config": config.to_json(), "sec_per_iter": sec, "iterations": total,
             "seconds": sec * total, "device": timing["device"]}

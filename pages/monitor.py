@@ -13,6 +13,8 @@ from core import figures
 from core.genotype import CELL_TYPES
 from core.store import ACTIVE_STATUSES
 
+app_state.ensure_app_navigation()
+
 SELECT_KEY = "monitor_select"
 STATUS_COLORS = {"running": "green", "queued": "blue", "paused": "orange", "finished": "violet",
                  "stopped": "gray", "failed": "red", "interrupted": "orange"}
@@ -184,14 +186,18 @@ def _cell_panel(view, run_id: int) -> None:
         with col:
             st.markdown(f"**{CELL_TITLES[ct]}**")
             st.graphviz_chart(figures.cell_dot(view, ct, idx), width="stretch")
-    c1, c2 = st.columns([2, 3])
+    c1, c2 = st.columns([3, 2])
     with c1:
-        st.markdown("**Change log**")
+        st.markdown("**Change log** (newest first)")
         changes = figures.genotype_changes(view)
         if changes is None or changes.empty:
             st.caption("The genotype has not changed yet.")
         else:
-            st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}")
+            # the change text names the cell and node already
+            st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}",
+                         column_order=["step", "change"],
+                         column_config={"step": st.column_config.NumberColumn("iteration", width="small"),
+                                        "change": st.column_config.TextColumn(width="large")})
     with c2:
         _plot(figures.size_figure(view), "size")
 
@@ -254,7 +260,7 @@ if st.session_state.get(SELECT_KEY) not in ids or (
         st.query_params.get(app_state.RUN_QUERY) == str(initial) and st.session_state.get(SELECT_KEY) != initial):
     st.session_state[SELECT_KEY] = initial
 st.selectbox("Run", ids, key=SELECT_KEY, on_change=_on_select,
-             format_func=lambda i: f"#{i} · {by_id[i].name} · {by_id[i].status}")
+             format_func=lambda i: f"#{i} · {by_id[i].name}")
 run_id = st.session_state[SELECT_KEY]
 st.session_state[app_state.RUN_ID] = run_id
 if st.query_params.get(app_state.RUN_QUERY) != str(run_id):

@@ -12,6 +12,8 @@ from core.export import export_run
 from core.genotype import CELL_TYPES
 from core.store import ACTIVE_STATUSES
 
+app_state.ensure_app_navigation()
+
 PICK_KEY = "runs_pick"
 
 store = app_state.get_store()
@@ -102,7 +104,7 @@ if st.session_state.get(PICK_KEY) not in ids:
     st.session_state[PICK_KEY] = remembered if remembered in ids else ids[0]
 by_id = {r.id: r for r in runs}
 run_id = st.selectbox("Run", ids, key=PICK_KEY,
-                      format_func=lambda i: f"#{i} · {by_id[i].name} · {by_id[i].status}")
+                      format_func=lambda i: f"#{i} · {by_id[i].name}")
 run = by_id[run_id]
 
 a1, a2 = st.columns([1, 3], vertical_alignment="top")

@@ -247,7 +247,7 @@ def test_monitor_finished_run_draws_every_panel(finished_db):
         assert dot.lstrip().startswith(("digraph", "strict digraph"))
         for op, _ in final[ct]:
             assert op in dot
-    # a finished run can be resumed? no: only stop/pause/resume states apply
+    # an ended run offers no controls (finished runs are not resumable)
     assert at.button(key="ctl_stop").disabled and at.button(key="ctl_pause").disabled
     assert at.button(key="ctl_resume").disabled
 
@@ -408,6 +408,23 @@ def test_runs_delete_needs_confirmation(finished_db):
     assert any("no runs yet" in i.value for i in at.info)
 
 
+@pytest.mark.parametrize("path", ["pages/home.py", "pages/launch.py", "pages/runs.py"])
+def test_other_pages_with_a_running_run(running_db, path):
+    path_db, run_id = running_db
+    at = _open(path)
+    if path == "pages/home.py":
+        assert at.button(key="run_demo")
+    elif path == "pages/launch.py":
+        assert len(at.expander) == len(GROUPS) and not at.error
+    else:
+        df = at.dataframe[0].value
+        assert df["status"].tolist() == ["running"] and df["iterations"].tolist() == [RUNNING_UNTIL + 1]
+        assert df["genotype"].tolist() == [""]  # no final genotype yet
+        # a live run cannot be deleted; its partial genotype can be downloaded already
+        assert at.checkbox(key=f"confirm_delete_{run_id}").disabled
+        assert any("still going" in w.value for w in at.warning)
+
+
 @pytest.mark.slow
 def test_runs_shows_a_run_started_from_the_cli(app_db):
     import subprocess
@@ -422,3 +439,4 @@ def test_runs_shows_a_run_started_from_the_cli(app_db):
     at = _open("pages/runs.py")
     df = at.dataframe[0].value
     assert len(df) == 1 and df.iloc[0]["status"] == "finished" and df.iloc[0]["method"] == "darts"
+

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-DEMO_ITERATIONS = 3 * 12  # epochs x iters_per_epoch below
+DEMO_ITERATIONS = 3 * 16  # epochs x iters_per_epoch below
 
 try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
@@ -41,8 +42,14 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
                "--disable-component-update", "--disable-sync", "--no-first-run",
                "--disable-dev-shm-usage"]
 
-POINTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
-    p => (p.data || []).reduce((s, t) => s + (t.x ? t.x.length : 0), 0))"""
+# Points per Plotly chart on the page; x arrays arrive either as plain arrays or in Plotly's
+# typed-array form {dtype: "f8", bdata: base64}.
+POINTS_JS = """() => {
+  const n = x => !x ? 0 : x.length !== undefined ? x.length
+      : x.bdata ? atob(x.bdata).length / parseInt(x.dtype.replace(/\\D/g, '')) : 0;
+  return Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+      p => (p.data || []).reduce((s, t) => s + n(t.x), 0));
+}"""
 
 
 def _free_port() -> int:
@@ -58,7 +65,7 @@ def server(tmp_path_factory):
     log_path = tmp / "server.log"
     env = {**os.environ, "PRIME_EXPLORER_DB": str(tmp / "explorer.sqlite"),
            "PRIME_EXPLORER_DEMO_PRESET": "tiny",
-           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=3,iters_per_epoch=12",
+           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=3,iters_per_epoch=16",
            "OMP_WAIT_POLICY": "PASSIVE"}
     log = open(log_path, "w")
     proc = subprocess.Popen(
@@ -117,7 +124,15 @@ def _shot(page, name: str) -> None:
     size = page.viewport_size
     height = page.evaluate(CONTENT_HEIGHT_JS)
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height + 40, 12000))})
-    page.wait_for_timeout(500)
+    # Streamlit draws a Plotly chart only once it scrolls into view, and redraws after a resize:
+    # wait until every chart holds its traces (a figure still waiting for data has none).
+    try:
+        page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+            .every(c => c.querySelectorAll('.main-svg .trace, .main-svg .annotation').length > 0)""",
+                               timeout=20_000)
+    except PlaywrightTimeout:
+        pass  # take the shot anyway: an empty chart in it is what a reader should see
+    page.wait_for_timeout(700)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(size)
 
@@ -133,6 +148,18 @@ def _nav(page, label: str) -> None:
         arg={"Launch": "Launch a search", "Runs": "Runs", "Monitor": "Monitor", "Home": "PRIME Explorer"}[label])
 
 
+def test_a_link_into_a_page_gets_the_whole_app_on_a_fresh_server(server, page):
+    # Must run first: until some session has run app.py, Streamlit serves /monitor from
+    # pages/monitor.py alone (its legacy pages-directory mode); app_state.ensure_app_navigation
+    # reruns it through app.py.
+    page.goto(server + "/monitor?run=1")
+    page.get_by_text("Live runs:").wait_for()
+    nav = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+    assert any("Home" in t for t in nav) and not any(t.strip() == "app" for t in nav), nav
+    page.get_by_text("No runs yet").wait_for()
+    _no_exceptions(page)
+
+
 def test_demo_runs_live_in_the_browser(server, page):
     page.goto(server)
     demo = page.get_by_role("button", name="Run the demo")
@@ -142,6 +169,8 @@ def test_demo_runs_live_in_the_browser(server, page):
 
     demo.click()
     page.wait_for_url("**/monitor?run=*")
+    # A tall window shows every panel at once (Streamlit draws charts only when in view).
+    page.set_viewport_size({"width": 1400, "height": 4800})
     page.get_by_text("Operation weights per edge").wait_for()
 
     # The losses chart (the page's last Plotly chart) gains points over several refreshes.
@@ -173,9 +202,15 @@ def test_demo_runs_live_in_the_browser(server, page):
     assert len(counts) >= 5 and all(c > 0 for c in counts), counts
     _no_exceptions(page)
     _shot(page, "03_monitor_finished")
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def test_every_page_renders(server, page):
+    # a link with ?run= reopens that run's monitor in a new session
+    page.goto(server + "/monitor?run=1")
+    page.get_by_text("demo (tiny)").first.wait_for()
+    page.get_by_text("Losses and accuracies").wait_for()
+    _no_exceptions(page)
     page.goto(server)
     page.get_by_role("button", name="Run the demo").wait_for()
     for label, name, marker in (("Launch", "04_launch", "Estimate run time"),

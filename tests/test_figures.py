@@ -1,0 +1,342 @@
+"""core.figures on real tiny runs (one per method family) and on a synthetic 20,000-iteration
+run: what a user checks on the monitor page — one panel per edge, one colour per op from the
+palette, pruned ops grey, one marker per architecture step, ADMM updates, bounded points."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from core import figures as F
+from core.activations import ACTIVATIONS
+from core.config import make_config
+from core.data import load_dataset
+from core.genotype import DARTS_V1, DARTS_V2, Genotype
+from core.live import RunView
+from core.palette import OP_COLORS, PRUNED_COLOR, op_color
+from core.search import Search
+from core.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+# One run per family: softmax + fixed, sigmoid + zero-one, CRB + informed + proximity (a high
+# alpha_lr forces pruning), CRB + ADMM (updated after every architecture step).
+# The fixed schedule steps at every iteration; the informed one (threshold seeded from the
+# first FI) first steps at iteration 2.
+METHODS = {
+    "darts": {"iters_per_epoch": 2},
+    "fairdarts": {"iters_per_epoch": 2},
+    "prime-crb": {"alpha_lr": 0.2, "iters_per_epoch": 3},
+    "prime-admm": {"admm_every": 1, "iters_per_epoch": 3},
+}
+
+
+def _valid(fig: go.Figure) -> go.Figure:
+    """Rebuilds a figure with Plotly's validation on (figures.py builds without it)."""
+    return go.Figure(fig.to_dict())
+
+
+def _waiting(fig: go.Figure) -> bool:
+    return any(a.text == F.WAITING for a in fig.layout.annotations)
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny searches on a shared 2-core machine run several times faster on one thread
+    (OpenMP spin-waits); the previous count is restored for the other tests."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def views(tmp_path_factory) -> dict[str, RunView]:
+    d = load_dataset("digits", None, 8, 0)
+    data = dataclasses.replace(d, train_x=d.train_x[:96], train_y=d.train_y[:96],
+                               test_x=d.test_x[:16], test_y=d.test_y[:16])
+    store = RunStore(tmp_path_factory.mktemp("figures") / "runs.sqlite")
+    out = {}
+    for method, over in METHODS.items():
+        cfg = make_config("tiny", method, epochs=1, **over)
+        run_id = store.create_run(cfg)
+        with one_torch_thread():
+            Search(cfg, store, run_id, data=data).run()
+        view = RunView(store, run_id)
+        view.refresh()
+        out[method] = view
+    return out
+
+
+@pytest.fixture(scope="module")
+def long_view(tmp_path_factory) -> RunView:
+    spec = importlib.util.spec_from_file_location("render_bench", ROOT / "scripts" / "render_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    store = RunStore(tmp_path_factory.mktemp("long") / "long.sqlite")
+    run_id = bench.make_synthetic_run(store, 20_000, "prime-admm")
+    view = RunView(store, run_id)
+    view.refresh()
+    return view
+
+
+# ---- every figure, every method ----------------------------------------------------------------
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_monitor_figure_is_valid(views, method):
+    view = views[method]
+    out = F.monitor_figures(view)
+    for name, fig in out.items():
+        if isinstance(fig, go.Figure):
+            _valid(fig)
+            assert not _waiting(fig), name
+            assert fig.layout.template.layout.paper_bgcolor == "white"  # plotly_white
+    assert out["dot_normal"].startswith("digraph") and "->" in out["dot_normal"]
+    assert list(out["changes"].columns) == ["step", "cell", "node", "change"]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_grid_has_a_panel_per_edge_and_a_palette_colour_per_op(views, method):
+    view = views[method]
+    for ct in ("normal", "reduce"):
+        fig = F.op_weights_grid(view, ct)
+        op_traces = [t for t in fig.data if t.name in view.primitives]
+        panels = {(t.xaxis, t.yaxis) for t in op_traces}
+        assert len(panels) == 14 == view.n_edges
+        assert len(fig.layout.annotations) == 14  # one title per panel
+        assert {a.text for a in fig.layout.annotations} >= {"node 0 <- c_{k-2}", "node 3 <- node 2"}
+        for t in op_traces:
+            assert t.line.color == op_color(t.name) == OP_COLORS[t.name]
+        legend = [t.name for t in fig.data if t.showlegend is not False and t.name in view.primitives]
+        assert sorted(legend) == sorted(view.primitives)  # each op once in the legend
+        lo, hi = ACTIVATIONS.get(view.config["activation"]).y_range
+        for ax in (k for k in fig.layout.to_plotly_json() if k.startswith("yaxis")):
+            r = fig.layout[ax].range
+            assert r[0] <= lo and r[1] >= hi and r[1] - r[0] < 1.2 * (hi - lo)
+        # The lines end at the run's last iteration (weights hold between architecture steps).
+        assert max(max(t.x) for t in op_traces) == view.last_step
+    if view.config["activation"] == "crb":
+        assert "none" not in view.primitives
+
+
+def test_pruned_ops_are_grey_from_the_step_they_died(views):
+    view = views["prime-crb"]
+    assert len(view.pruned) > 0, "alpha_lr=0.2 should prune in the first architecture step"
+    for ct in ("normal", "reduce"):
+        fig = F.op_weights_grid(view, ct)
+        events = view.pruned[view.pruned["cell_type"] == ct]
+        grey = [t for t in fig.data if t.name == "pruned"]
+        marks = [t for t in fig.data if t.name == "pruned at"]
+        assert len(grey) == len(marks) == events["edge"].nunique()
+        for t in grey:
+            assert t.line.color == PRUNED_COLOR and t.line.dash == "dot"
+        assert sum(len(t.x) for t in marks) == len(events)
+        assert sorted(x for t in marks for x in t.x) == sorted(events["step"].tolist())
+        assert all(t.marker.symbol == "x" for t in marks)
+        # A pruned op's coloured line stops where it died.
+        for edge, op, died in events[["edge", "op", "step"]].itertuples(index=False):
+            label = F.edge_label(*F.edge_index(view.nodes)[edge])
+            line, = [t for t in fig.data if t.name == op and f"{label}, step" in t.hovertemplate]
+            assert max(line.x) == died
+    assert sum(1 for t in F.op_weights_grid(view, "normal").data
+               if t.name == "pruned" and t.showlegend is not False) == 1
+
+
+def test_heatmap_shows_the_weights_of_a_step(views):
+    view = views["prime-crb"]
+    fig = F.op_weights_heatmap(view, "normal")
+    heat = fig.data[0]
+    assert heat.type == "heatmap"
+    np.testing.assert_allclose(np.asarray(heat.z), view.alphas["normal"][-1])
+    assert list(heat.x) == view.primitives and len(heat.y) == 14
+    assert heat.y[0] == "node 0 <- c_{k-2}" and heat.y[-1] == "node 3 <- node 2"
+    assert "pruned" in np.asarray(heat.text).ravel().tolist()
+    kept = [t for t in fig.data if t.name == "kept in the genotype"][0]
+    assert len(kept.x) == 8  # two edges per node
+    early = F.op_weights_heatmap(view, "normal", step=0)
+    assert "iteration 0" in early.layout.title.text
+    np.testing.assert_allclose(np.asarray(early.data[0].z), view.alphas["normal"][0])
+
+
+# ---- schedule, regularizer, size, losses -----------------------------------------------------------
+@pytest.mark.parametrize("method", list(METHODS))
+def test_schedule_marks_every_architecture_step(views, method):
+    view = views[method]
+    fig = F.schedule_figure(view)
+    names = [t.name for t in fig.data]
+    marker = [t for t in fig.data if t.name.startswith("architecture step")][0]
+    assert len(marker.x) == view.arch_steps == int(view.steps["arch_step"].sum()) > 0
+    assert list(marker.x) == view.steps.loc[view.steps["arch_step"] == 1, "step"].tolist()
+    assert fig.layout.yaxis.type == "log"
+    ratio = [t for t in fig.data if t.name == "arch / weight steps"][0]
+    assert ratio.yaxis == "y2"
+    assert ratio.y[-1] == pytest.approx(view.arch_steps / len(view.steps))
+    if view.config["schedule"] == "fixed":
+        assert "threshold" not in names and "FI" in names
+    else:
+        assert {"FI", "FI ewma", "threshold"} <= set(names)
+
+
+def test_regularizer_figure_admm_updates(views):
+    view = views["prime-admm"]
+    assert len(view.admm) == view.arch_steps > 0  # admm_every=1: one update per architecture step
+    fig = F.regularizer_figure(view)
+    primal = [t for t in fig.data if t.name == "primal ||A - Z||"][0]
+    dual = [t for t in fig.data if t.name == "||U||"][0]
+    assert list(primal.x) == view.admm["step"].tolist() and len(dual.y) == len(view.admm)
+    update = [t for t in fig.data if t.name.startswith("ADMM update")][0]
+    assert sum(x is not None for x in update.x) == 2 * len(view.admm)  # one vertical line each
+    assert any(t.name == "admm penalty" for t in fig.data)
+    assert any(t.name == "gap ||A - D(A)||" for t in fig.data)
+
+
+def test_regularizer_figure_without_admm(views):
+    fig = F.regularizer_figure(views["fairdarts"])
+    names = [t.name for t in fig.data]
+    assert "zero_one penalty" in names and "gap ||A - D(A)||" in names
+    assert not any(n.startswith("ADMM") for n in names)
+
+
+def test_size_and_losses(views):
+    view = views["darts"]
+    size = F.size_figure(view)
+    changes = [t for t in size.data if t.name == "genotype changed"][0]
+    assert list(changes.x) == view.genotypes["step"].tolist()
+    assert list(changes.y) == view.genotypes["size"].tolist()
+    losses = F.losses_figure(view)
+    epoch = [t for t in losses.data if t.name == "validation (epoch end)"]
+    assert len(epoch) == 2 and all(len(t.x) == len(view.epochs) == 1 for t in epoch)
+    val = [t for t in losses.data if t.name == "validation (arch batch)"]
+    assert len(val) == 2 and len(val[0].x) == view.arch_steps
+
+
+# ---- genotype ------------------------------------------------------------------------------
+def _genotype_store(tmp_path, genotypes: list[Genotype]) -> RunView:
+    store = RunStore(tmp_path / "g.sqlite")
+    run_id = store.create_run(make_config("tiny", "darts"))
+    for i, g in enumerate(genotypes):
+        store.add_genotype(run_id, 10 * i, g.to_json(), 1000 + i)
+    view = RunView(store, run_id)
+    view.refresh()
+    return view
+
+
+def _with(g: Genotype, cell: str, k: int, pair) -> Genotype:
+    pairs = list(g.cell(cell))
+    pairs[k] = pair
+    return dataclasses.replace(g, **{cell: tuple(pairs)})
+
+
+def test_genotype_change_log(tmp_path):
+    g0 = DARTS_V2
+    g1 = _with(g0, "normal", 7, ("sep_conv_3x3", 2))        # node 3: dil_conv_3x3 <- 2 changes op
+    swapped = list(g1.normal)
+    swapped[0], swapped[1] = swapped[1], swapped[0]            # node 0 reordered: not a change
+    g2 = dataclasses.replace(g1, normal=tuple(swapped))
+    g3 = _with(g2, "reduce", 2, ("avg_pool_3x3", 0))          # reduce node 1: skip <- 2 -> avg <- 0
+    view = _genotype_store(tmp_path, [g0, g1, g2, g3])
+    log = F.genotype_changes(view)
+    assert log.to_dict("records") == [
+        {"step": 10, "cell": "normal", "node": 3,
+         "change": "normal node 3: dil_conv_3x3 <- 2 replaced by sep_conv_3x3 <- 2"},
+        {"step": 30, "cell": "reduce", "node": 1,
+         "change": "reduce node 1: skip_connect <- 2 replaced by avg_pool_3x3 <- 0"},
+    ]
+
+
+def test_cell_dot_labels_ops_and_weights(views, tmp_path):
+    view = views["darts"]
+    dot = F.cell_dot(view, "normal")
+    g = view.genotype(-1)
+    assert g.normal_weights, "a derived genotype carries its edge weights"
+    for (op, _), w in zip(g.normal, g.normal_weights):
+        assert f'label="{op}\\n{w:.2f}"' in dot
+    assert f"iteration {int(view.genotypes['step'].iloc[-1])}" in dot
+    first = F.cell_dot(view, "reduce", index=0)
+    assert f"iteration {int(view.genotypes['step'].iloc[0])}" in first
+    assert F.cell_dot(view, "normal", index=10_000) == dot  # clamped
+    plain = _genotype_store(tmp_path, [DARTS_V1])
+    assert "sep_conv_3x3" in F.cell_dot(plain, "normal")
+
+
+def test_agreement():
+    assert F.agreement(DARTS_V1, DARTS_V1) == 1.0
+    # By hand, (cell, node, input, op) choices shared by DARTS_V1 and DARTS_V2:
+    #   normal: node 0 both, node 1 (sep_conv_3x3, 1), node 2 both, node 3 none      -> 5
+    #   reduce: node 0 both, node 1 (skip, 2), node 2 both, node 3 (skip, 2)          -> 6
+    # 11 shared of 8 + 8 + 8 + 8 - 11 = 21 distinct.
+    assert F.agreement(DARTS_V1, DARTS_V2) == pytest.approx(11 / 21)
+    m = F.agreement_matrix({"v1": DARTS_V1, "v2": DARTS_V2, "v1 again": DARTS_V1})
+    assert list(m.index) == list(m.columns) == ["v1", "v2", "v1 again"]
+    np.testing.assert_allclose(np.diag(m.to_numpy()), 1.0)
+    np.testing.assert_allclose(m.to_numpy(), m.to_numpy().T)
+    assert m.loc["v1", "v1 again"] == 1.0 and m.loc["v2", "v1"] == pytest.approx(11 / 21)
+
+
+# ---- empty data ----------------------------------------------------------------------------------
+def test_empty_and_unread_runs_wait(tmp_path):
+    store = RunStore(tmp_path / "e.sqlite")
+    run_id = store.create_run(make_config("tiny", "prime-admm"))
+    fresh = RunView(store, run_id)
+    fresh.refresh()
+    unread = RunView(store, run_id)           # never refreshed
+    missing = RunView(store, 12345)
+    missing.refresh()
+    for view in (fresh, unread, missing):
+        for fig in (F.op_weights_grid(view, "normal"), F.op_weights_heatmap(view, "reduce"),
+                    F.schedule_figure(view), F.regularizer_figure(view), F.size_figure(view),
+                    F.losses_figure(view)):
+            assert _waiting(_valid(fig))
+        assert F.genotype_changes(view).empty
+        assert F.WAITING in F.cell_dot(view, "normal")
+    # Steps but no ADMM update yet: the ADMM row says so instead of staying blank.
+    store.add_steps(run_id, [{"step": 0, "arch_step": 0, "fi": 1.0, "gap": 1.0, "train_loss": 2.0}])
+    fresh.refresh()
+    fig = _valid(F.regularizer_figure(fresh))
+    assert any("no ADMM update yet" in (a.text or "") for a in fig.layout.annotations)
+
+
+# ---- long runs -------------------------------------------------------------------------------------
+def test_downsample_keeps_extremes_and_kept_points():
+    rng = np.random.default_rng(0)
+    y = rng.random(20_000)
+    y[12_345] = 50.0   # a spike
+    y[777] = -50.0
+    keep = np.zeros(20_000, bool)
+    keep[::97] = True  # 207 points that must stay
+    idx = F.downsample(y, 1500, keep)
+    assert len(idx) <= 1500 and np.all(np.diff(idx) > 0)
+    assert {0, 19_999, 12_345, 777} <= set(idx.tolist())
+    assert set(np.flatnonzero(keep).tolist()) <= set(idx.tolist())
+    assert len(F.downsample(y[:100], 1500)) == 100
+    with_nan = np.where(np.arange(20_000) % 3 == 0, np.nan, y)
+    assert not np.isnan(with_nan[F.downsample(with_nan, 300)]).all()
+
+
+def test_long_run_figures_stay_bounded(long_view):
+    view = long_view
+    assert len(view.steps) == 20_000 and view.arch_steps > 1500
+    for name, fig in F.monitor_figures(view).items():
+        if not isinstance(fig, go.Figure):
+            continue
+        for t in fig.data:
+            n = len(t.x) if t.x is not None else 0
+            if t.name and t.name.startswith("architecture step"):
+                assert n == view.arch_steps  # markers stay exact (under MAX_MARKERS)
+            elif t.name == "ADMM update" or (t.name or "").startswith("ADMM update"):
+                assert n == 3 * len(view.admm)
+            elif name.startswith("grid"):
+                assert n <= F.GRID_MAX_POINTS + 1 or t.name == "pruned", (name, t.name, n)
+            elif t.type == "scatter":
+                assert n <= F.MAX_POINTS, (name, t.name, n)
+    grid = F.op_weights_grid(view, "normal")
+    marks = [x for t in grid.data if t.name == "pruned at" for x in t.x]
+    assert sorted(marks) == sorted(view.pruned.loc[view.pruned["cell_type"] == "normal", "step"])
+    size = sum(len(f.to_json()) for f in F.monitor_figures(view).values() if isinstance(f, go.Figure))
+    assert size < 3_000_000  # what a page sends per refresh
