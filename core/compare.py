@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -111,6 +112,10 @@ def method_curves(store: RunStore, runs: pd.DataFrame, column: str, points: int 
         for rid in g["id"]:
             if column == "size":
                 df = store.genotypes(int(rid))[["step", "size"]].rename(columns={"size": "value"})
+                # Genotype rows are change points: the last one holds to the run's last step.
+                last = store.last_step(int(rid))
+                if len(df) and last > int(df["step"].iloc[-1]):
+                    df = pd.concat([df, df.iloc[[-1]].assign(step=last)], ignore_index=True)
             else:
                 df = store.steps(int(rid), columns=["step", column]).rename(columns={column: "value"})
             df = df.dropna()
@@ -127,7 +132,8 @@ def method_curves(store: RunStore, runs: pd.DataFrame, column: str, points: int 
             vals[grid > s["step"].max()] = np.nan  # a shorter run ends where it ended
             stack.append(vals)
         arr = np.vstack(stack)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # grid points no seed reached yet
             mean = np.nanmean(arr, axis=0)
             std = np.nanstd(arr, axis=0)
         out[method] = pd.DataFrame({"step": grid, "mean": mean, "std": std, "n": np.isfinite(arr).sum(0)})

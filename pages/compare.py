@@ -58,6 +58,7 @@ READING_NOTES = """
 - A band is as wide as the seeds disagree; where a method has one seed there is no band.
 """
 
+app_state.ensure_app_navigation()
 store = app_state.get_store()
 manager = app_state.get_manager()
 
@@ -76,25 +77,20 @@ def _genotypes(path: str, run_id: int, version: Any) -> pd.DataFrame:
 
 class _CachedReads:
     """The two readers core.compare.method_curves calls, memoised per run until the run writes
-    again: a refresh re-reads only live runs, not every ended run of a large study.
-
-    Genotype rows are change points (written when the genotype changes), so the last one holds
-    to the run's last iteration: a copy of it is added there, or a run whose cell settled early
-    would drop out of the size curve (method_curves ends a series at its last row)."""
+    again: a refresh re-reads only live runs, not every ended run of a large study."""
 
     def __init__(self, records: list[Any]):
         self.version = {r.id: (r.updated, r.iterations, r.status) for r in records}
-        self.last_step = {r.id: (r.iterations or 0) - 1 for r in records}
+        self.last_step_of = {r.id: (r.iterations or 0) - 1 for r in records}
 
     def steps(self, run_id: int, columns: list[str] | None = None, **_: Any) -> pd.DataFrame:
         return _steps(store.path, int(run_id), tuple(columns or ()), self.version.get(int(run_id)))
 
     def genotypes(self, run_id: int, **_: Any) -> pd.DataFrame:
-        g = _genotypes(store.path, int(run_id), self.version.get(int(run_id)))
-        last = self.last_step.get(int(run_id), -1)
-        if len(g) and last > int(g["step"].iloc[-1]):
-            g = pd.concat([g, g.iloc[[-1]].assign(step=last)], ignore_index=True)
-        return g
+        return _genotypes(store.path, int(run_id), self.version.get(int(run_id)))
+
+    def last_step(self, run_id: int) -> int:
+        return self.last_step_of.get(int(run_id), -1)
 
 
 def _is_live(run: Any) -> bool:
