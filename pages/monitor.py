@@ -147,13 +147,17 @@ def _weights_panel(view, run_id: int) -> None:
         if tab.open is False:  # lazy: only the chosen cell type is drawn each second
             continue
         with tab:
-            mode = st.segmented_control("View", ["Per edge over time", "Heatmap (latest)"],
+            c1, c2 = st.columns([3, 1], vertical_alignment="center")
+            mode = c1.segmented_control("View", ["Per edge over time", "Heatmap (latest)"],
                                         default="Per edge over time", key=f"wview_{ct}_{run_id}",
                                         label_visibility="collapsed")
+            # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
+            fit = c2.toggle("Zoom to data", key=f"wfit_{ct}_{run_id}",
+                            help="y from 0 to the largest weight instead of the activation's range")
             if mode == "Heatmap (latest)":
                 _plot(figures.op_weights_heatmap(view, ct), f"w_heat_{ct}")
             else:
-                _plot(figures.op_weights_grid(view, ct), f"w_grid_{ct}")
+                _plot(figures.op_weights_grid(view, ct, fit_y=fit), f"w_grid_{ct}")
 
 
 def _genotype_index(view, run_id: int) -> int:

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from core.compare import study_summary  # noqa: E402
 from core.store import RunStore, default_db_path  # noqa: E402
+from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
 def main() -> None:
@@ -40,27 +35,12 @@ def main() -> None:
     args = ap.parse_args()
     methods = args.methods.split(",")
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PRIME_EXPLORER_DB": str(Path(args.db).resolve())}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1",
-                               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    try:
-        for _ in range(240):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
+    with app_server({"PRIME_EXPLORER_DB": str(Path(args.db).resolve())}) as url:
         from playwright.sync_api import sync_playwright
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(f"http://127.0.0.1:{port}/compare")
+            page.goto(url + "/compare")
             page.get_by_text("New study").first.wait_for(timeout=60000)
             page.wait_for_timeout(2000)
             ms = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Method presets")
@@ -74,6 +54,11 @@ def main() -> None:
                     page.keyboard.press("Enter")
                     page.wait_for_timeout(500)
             page.keyboard.press("Escape")
+            if args.preset != "demo":  # the form's default data preset
+                page.locator('[data-testid="stSelectbox"]').filter(has_text="Data preset").click()
+                page.keyboard.type(args.preset)
+                page.keyboard.press("Enter")
+                page.wait_for_timeout(800)
             seeds = page.get_by_label("Seeds")
             seeds.fill(str(args.seeds))
             seeds.press("Enter")
@@ -108,12 +93,9 @@ def main() -> None:
             out.mkdir(exist_ok=True)
             page.screenshot(path=str(out / f"study_{args.name}.png"), full_page=True)
             browser.close()
-        ids = [r.id for r in store.list_runs(group=args.name)]
-        summary = study_summary(store, ids)
-        print(json.dumps({"study": args.name, "wall_seconds": round(wall), "summary": summary}, default=str))
-    finally:
-        server.terminate()
-        server.wait(60)
+    ids = [r.id for r in store.list_runs(group=args.name)]
+    summary = study_summary(store, ids)
+    print(json.dumps({"study": args.name, "wall_seconds": round(wall), "summary": summary}, default=str))
 
 
 if __name__ == "__main__":
