@@ -140,6 +140,15 @@ def _plot(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, config={"displaylogo": False})
 
 
+def _memo(name: str, version: tuple, build):
+    """The figure built for ``version`` of the data, rebuilt only when the version changes."""
+    memo = st.session_state.setdefault("_monitor_figure_memo", {})
+    hit = memo.get(name)
+    if hit is None or hit[0] != version:
+        hit = memo[name] = (version, build())
+    return hit[1]
+
+
 def _weights_panel(view, run_id: int) -> None:
     st.subheader("1 · Operation weights per edge")
     tabs = st.tabs([CELL_TITLES[ct] for ct in CELL_TYPES], key=f"wtabs_{run_id}", on_change="rerun")
@@ -154,10 +163,15 @@ def _weights_panel(view, run_id: int) -> None:
             # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
             fit = c2.toggle("Zoom to data", key=f"wfit_{ct}_{run_id}",
                             help="y from 0 to the largest weight instead of the activation's range")
+            # Alphas change only at architecture steps: rebuild these two only when they did
+            # (the grid is the costliest figure, and the search thread shares this process).
+            version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
             if mode == "Heatmap (latest)":
-                _plot(figures.op_weights_heatmap(view, ct), f"w_heat_{ct}")
+                _plot(_memo(f"heat_{ct}_{run_id}", version,
+                            lambda: figures.op_weights_heatmap(view, ct)), f"w_heat_{ct}")
             else:
-                _plot(figures.op_weights_grid(view, ct, fit_y=fit), f"w_grid_{ct}")
+                _plot(_memo(f"grid_{ct}_{run_id}", version,
+                            lambda: figures.op_weights_grid(view, ct, fit_y=fit)), f"w_grid_{ct}")
 
 
 def _genotype_index(view, run_id: int) -> int:
