@@ -18,6 +18,7 @@ from core.regularizers import list_regularizers
 from core.schedules import list_schedules
 from core.store import RunStore
 from tests.conftest import RUNNING_UNTIL, new_app
+from tests.helpers import page_texts as _texts
 
 LABELS = ("method", "preset")
 
@@ -40,13 +41,6 @@ def _open(path: str, query: dict | None = None):
     if path != "pages/home.py":
         _page(at, path)
     return at
-
-
-def _texts(at) -> str:
-    parts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
 def _array_len(a) -> int:

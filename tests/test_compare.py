@@ -20,6 +20,7 @@ from core.runner import RunManager
 from core.store import RunStore
 from core.study import StudySpec, launch_study, run_study
 from tests.conftest import copy_store, new_app
+from tests.helpers import page_texts as _texts
 
 STUDY = "tiny-study"
 METHODS = ["darts", "darts-prime"]
@@ -224,13 +225,6 @@ def _open(query: dict | None = None):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def _texts(at) -> str:
-    parts = []
-    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
 
 
 def _array(a) -> np.ndarray:
