@@ -151,7 +151,7 @@ class Search:
         self._epoch_acc_n = 0
         if self.resume and self.store is not None and self.run_id is not None:
             self._load_checkpoint()
-        self._refresh_arch_state(record=True)
+        self._refresh_arch_state()
         self._ready = True
 
     # ---- one iteration --------------------------------------------------------------------
@@ -243,11 +243,11 @@ class Search:
                                         f"ADMM update: primal {report['admm_primal']:.4f}, "
                                         f"||U|| {report['admm_dual']:.4f}", "data": report})
         self._weights_detached = None
-        self._refresh_arch_state(record=True)
+        self._refresh_arch_state()
         row.update(val_loss=val_loss.detach(), val_acc=(logits.argmax(1) == yv).float().mean(),
                    penalty=penalty.detach(), terms=terms, gap=self.arch.gap)
 
-    def _refresh_arch_state(self, record: bool) -> None:
+    def _refresh_arch_state(self) -> None:
         """Host copy of the weights after they changed: gap, genotype, NaN check."""
         with torch.no_grad():
             w = {ct: a.detach().to("cpu", torch.float32) for ct, a in self.model.all_arch_weights().items()}
@@ -263,8 +263,7 @@ class Search:
             self.arch.size = architecture_size(g, 36, self.data.num_classes, 20)
             self.push_event({"kind": "genotype", "step": self.step, "message": "genotype changed",
                              "_genotype": g, "_size": self.arch.size})
-        if record:
-            self.push_event({"kind": "alphas", "step": self.step, "_weights": arrays})
+        self.push_event({"kind": "alphas", "step": self.step, "_weights": arrays})
 
     # ---- epochs and the whole run ----------------------------------------------------------
     @torch.no_grad()

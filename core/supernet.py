@@ -207,9 +207,11 @@ class Supernet(nn.Module):
 
     def _refresh_active(self) -> None:
         self._active = {ct: [list(np.flatnonzero(row)) for row in m] for ct, m in self.masks.items()}
+        self._active_count = int(sum(m.sum() for m in self.masks.values()))
 
     def active_op_count(self) -> int:
-        return int(sum(m.sum() for m in self.masks.values()))
+        """Ops still computed; kept with the mask so the loop reads it for free each iteration."""
+        return self._active_count
 
     def mask_tensors(self) -> dict[str, torch.Tensor]:
         dev = self.alphas_normal.device
