@@ -1,8 +1,8 @@
 """What the pages share: session-state key names, URL query names, and the cached store and
 run manager (one per process and database file).
 
-The run manager is a process-wide ``st.cache_resource`` singleton; an ``atexit`` hook stops and
-joins its threads so that stopping the server mid-step does not abort the process (TESTING.md).
+The run manager is a process-wide ``st.cache_resource`` singleton; an ``atexit`` hook stops its
+search processes, so that stopping the server leaves every run stored as stopped.
 Tests call ``shutdown_all()`` and ``st.cache_resource.clear()`` between cases.
 """
 from __future__ import annotations

@@ -36,8 +36,8 @@ def _duration(seconds: float | None) -> str:
 
 
 def _is_live(run) -> bool:
-    # A run of this process is live while its thread or queue slot is; a run written by another
-    # process (the CLI) is live while the store says it is active.
+    # A run this app started is live while its search process or queue slot is; a run written
+    # by another process (the CLI) is live while the store says it is active.
     return manager.is_live(run.id) or run.status in ACTIVE_STATUSES
 
 
@@ -164,7 +164,7 @@ def _weights_panel(view, run_id: int) -> None:
             fit = c2.toggle("Zoom to data", key=f"wfit_{ct}_{run_id}",
                             help="y from 0 to the largest weight instead of the activation's range")
             # Alphas change only at architecture steps: rebuild these two only when they did
-            # (the grid is the costliest figure, and the search thread shares this process).
+            # (the grid is the costliest figure, and the searches share the machine's cores).
             version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
             if mode == "Heatmap (latest)":
                 _plot(_memo(f"heat_{ct}_{run_id}", version,

@@ -1,5 +1,7 @@
 """The supernet, the search loop, the store, the runner and the CLI, on tiny configs."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -224,6 +226,60 @@ def test_runner_stop_pause_resume(store):
         mgr.stop(rid)
         assert mgr.wait(rid, 60)
         assert store.get_run(rid).status == "stopped"
+    finally:
+        mgr.shutdown()
+
+
+def _wait_for_iterations(store, run_id, n, timeout=90):
+    deadline = time.time() + timeout
+    while (store.get_run(run_id).iterations or 0) < n:
+        assert time.time() < deadline, f"run {run_id} did not reach {n} iterations"
+        time.sleep(0.1)
+
+
+def test_runner_runs_each_search_in_its_own_process(store):
+    """A search in the app's process would share its interpreter lock with the page refreshes."""
+    mgr = RunManager(store)
+    try:
+        rid = mgr.start(make_config("tiny", "darts", epochs=1, iters_per_epoch=3))
+        assert mgr.is_live(rid) and mgr.wait(rid, 120) and not mgr.is_live(rid)
+        run = store.get_run(rid)
+        assert run.status == "finished" and run.pid not in (None, os.getpid())
+    finally:
+        mgr.shutdown()
+
+
+def test_runner_marks_a_killed_search_process_failed(store):
+    mgr = RunManager(store)
+    try:
+        rid = mgr.start(make_config("tiny", "darts", epochs=50, iters_per_epoch=10, log_every=1))
+        _wait_for_iterations(store, rid, 2)
+        os.kill(store.get_run(rid).pid, signal.SIGKILL)
+        assert mgr.wait(rid, 30)
+        run = store.get_run(rid)
+        assert run.status == "failed" and "exited with code -9" in run.error
+    finally:
+        mgr.shutdown()
+
+
+def test_search_process_whose_parent_is_gone_is_interrupted_and_resumes(store):
+    """The end of the worker's stdin means its app went away: it stops, resumable."""
+    cfg = make_config("tiny", "darts", epochs=3, iters_per_epoch=4, log_every=1)
+    rid = store.create_run(cfg, status="queued")
+    proc = subprocess.Popen([sys.executable, "-m", "core.worker", "--db", store.path, "--run", str(rid)],
+                            stdin=subprocess.PIPE)
+    _wait_for_iterations(store, rid, 5)  # past the first epoch's checkpoint
+    proc.stdin.close()
+    assert proc.wait(60) == 0
+    assert store.get_run(rid).status == "interrupted"
+    assert "interrupted" in set(store.events(rid)["kind"])
+    mgr = RunManager(store)
+    try:
+        mgr.resume(rid)
+        assert mgr.wait(rid, 120)
+        run = store.get_run(rid)
+        assert run.status == "finished" and run.iterations == 12
+        assert list(store.steps(rid, columns=["step"])["step"]) == list(range(12))
     finally:
         mgr.shutdown()
 
