@@ -37,6 +37,9 @@ DEMO_PRESET_ENV = "PRIME_EXPLORER_DEMO_PRESET"
 DEMO_OVERRIDES_ENV = "PRIME_EXPLORER_DEMO_OVERRIDES"
 # How many searches run at once in this server process; more are queued.
 MAX_RUNS_ENV = "PRIME_EXPLORER_MAX_RUNS"
+# "0": no spare search process kept ready (it saves ~3 s at a launch, costs one idle process;
+# the AppTests turn it off, since each test makes a new manager).
+SPARE_ENV = "PRIME_EXPLORER_SPARE"
 
 _managers: list[RunManager] = []
 _managers_lock = threading.Lock()
@@ -49,7 +52,8 @@ def _store(path: str) -> RunStore:
 
 @st.cache_resource(show_spinner=False)
 def _manager(path: str) -> RunManager:
-    manager = RunManager(_store(path), max_concurrent=int(os.environ.get(MAX_RUNS_ENV, "2") or 2))
+    manager = RunManager(_store(path), max_concurrent=int(os.environ.get(MAX_RUNS_ENV, "2") or 2),
+                         spare=os.environ.get(SPARE_ENV, "1").strip() != "0")
     with _managers_lock:
         _managers.append(manager)
     atexit.register(manager.shutdown)

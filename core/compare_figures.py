@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.figures import MARGIN, TEMPLATE, waiting_figure
+from core.figures import AXIS_LOOK, LOOK, MARGIN, waiting_figure
 
 # One colour per method, in order of appearance (Okabe & Ito 2008).
 METHOD_PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
@@ -45,7 +45,11 @@ def _rgba(hex_color: str, alpha: float) -> str:
 def _layout(fig: go.Figure, title: str | None, height: int, legend: bool = True) -> go.Figure:
     """Title on the first line, a horizontal legend on the second, as core.figures does."""
     top = 80 if legend and title else 50
-    fig.update_layout(template=TEMPLATE, height=height, margin=dict(MARGIN, t=top),
+    fig.update_layout({**LOOK, "template": None})  # None: no template at all (JSON {})
+    for axis in [*fig.select_xaxes(), *fig.select_yaxes()]:
+        # not redrawn every second like the monitor's: let Plotly fit the margins to the labels
+        axis.update({k: v for k, v in {**AXIS_LOOK, "automargin": True}.items() if axis[k] is None})
+    fig.update_layout(height=height, margin=dict(MARGIN, t=top),
                       showlegend=legend, legend=dict(orientation="h", yref="container",
                                                      yanchor="top", y=1 - 30 / height, x=0,
                                                      font=dict(size=11)))

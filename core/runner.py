@@ -10,7 +10,8 @@ uses its own torch thread count, and a crash in native code cannot take the app 
 
 Control goes over the child's stdin (``core.worker``); a child that dies without writing its
 status is marked failed with the end of its stderr. Runs queue when more than
-``max_concurrent`` are asked for.
+``max_concurrent`` are asked for. With ``spare=True`` (the app) one worker is kept started with
+torch imported, waiting for a run: a search launched from the browser starts ~3 s sooner.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class _Handle:
 
 
 class RunManager:
-    def __init__(self, store: RunStore, max_concurrent: int = 2):
+    def __init__(self, store: RunStore, max_concurrent: int = 2, spare: bool = False):
         self.store = store
         self.max_concurrent = max(1, int(max_concurrent))
         self._lock = threading.RLock()
@@ -55,8 +56,12 @@ class RunManager:
         self._queue: deque[int] = deque()
         self._closed = False
         self._stop_hooks: list = []
+        self._keep_spare = spare
+        self._spare: subprocess.Popen | None = None
         store.mark_interrupted()
         atexit.register(self.shutdown)
+        if spare:
+            self._refill_spare()
 
     # ---- starting ----------------------------------------------------------------------------
     def start(self, config: SearchConfig, name: str | None = None, group: str | None = None) -> int:
@@ -107,10 +112,31 @@ class RunManager:
                                  name=f"watch-run-{h.run_id}").start()
 
     def _spawn(self, h: _Handle) -> subprocess.Popen:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.poll() is None:
+            try:
+                spare.stdin.write(f"run {h.run_id}{' resume' if h.resume else ''}\n")
+                spare.stdin.flush()
+            except OSError:
+                spare = None
+            else:
+                self._refill_spare()
+                return spare
+        proc = self._popen(["--run", str(h.run_id)] + (["--resume"] if h.resume else []))
+        self._refill_spare()
+        return proc
+
+    def _refill_spare(self) -> None:
+        if self._keep_spare and not self._closed and self._spare is None:
+            try:
+                self._spare = self._popen([])
+            except OSError:  # no spare: runs start their own process
+                self._spare = None
+
+    def _popen(self, args: list[str]) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "core.worker", "--db", os.path.abspath(self.store.path),
-               "--run", str(h.run_id)] + (["--resume"] if h.resume else [])
+        cmd = [sys.executable, "-m", "core.worker", "--db", os.path.abspath(self.store.path)] + args
         return subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, bufsize=1, env=env,
@@ -141,6 +167,15 @@ class RunManager:
         finally:
             h.done.set()
             self._pump()
+
+    @staticmethod
+    def _close_spare(spare: subprocess.Popen) -> None:
+        """End of input before a run: the spare exits without touching the store."""
+        try:
+            spare.stdin.close()
+            spare.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            spare.kill()
 
     # ---- control -------------------------------------------------------------------------------
     @staticmethod
@@ -206,10 +241,13 @@ class RunManager:
             if self._closed and not self._handles:
                 return
             self._closed = True
+            spare, self._spare = self._spare, None
             queued = list(self._queue)
             self._queue.clear()
             handles = list(self._handles.values())
             hooks = list(self._stop_hooks)
+        if spare is not None:
+            self._close_spare(spare)
         for rid in queued:
             self.store.update_run(rid, status="stopped")
             self._handles[rid].done.set()

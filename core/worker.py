@@ -1,6 +1,8 @@
 """One search in a process of its own: ``python -m core.worker --db PATH --run ID [--resume]``.
 
-The RunManager starts one of these per run. The search reads its config from the stored run
+The RunManager starts one of these per run. Without ``--run`` the worker imports torch and the
+engine first (3-4 s on a 2-core machine) and then waits for a first line ``run ID`` or
+``run ID resume``: the app keeps one such spare ready, so a search it starts begins at once. The search reads its config from the stored run
 and writes everything back through the Recorder, so the parent only has to start it and, if
 asked, stop or pause it.
 
@@ -48,10 +50,30 @@ def read_commands(stream: IO[str], stop: threading.Event, pause: threading.Event
     pause.clear()
 
 
-def run_worker(db: str, run_id: int, resume: bool, commands: IO[str]) -> int:
-    from core.device import configure_threads
-    from core.search import Search  # torch-heavy
+def read_assignment(stream: IO[str]) -> tuple[int, bool] | None:
+    """A spare's first line, ``run ID [resume]``; None at the end of input (not needed)."""
+    line = stream.readline()
+    if not line:
+        return None
+    parts = line.split()
+    if len(parts) not in (2, 3) or parts[0] != "run" or not parts[1].isdigit() or \
+            parts[2:] not in ([], ["resume"]):
+        raise SystemExit(f"expected 'run ID [resume]' on stdin, got {line.strip()!r}")
+    return int(parts[1]), len(parts) == 3
 
+
+def run_worker(db: str, run_id: int | None, resume: bool, commands: IO[str]) -> int:
+    import torch._dynamo  # noqa: F401  (the first torch optimizer imports it: ~1.7 s)
+
+    import core.recorder  # noqa: F401  (the rest of what a search imports, for a spare)
+    from core.device import configure_threads
+    from core.search import Search
+
+    if run_id is None:
+        assignment = read_assignment(commands)
+        if assignment is None:
+            return 0
+        run_id, resume = assignment
     store = RunStore(db)
     run = store.get_run(run_id)
     if run is None:
@@ -79,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m core.worker", description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", required=True, help="the run store (SQLite file)")
-    ap.add_argument("--run", type=int, required=True, help="id of a stored run")
+    ap.add_argument("--run", type=int, help="id of a stored run; without it, wait for "
+                    "'run ID [resume]' on stdin")
     ap.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     args = ap.parse_args(argv)
     # Ctrl+C in the app's terminal reaches the whole process group; the parent decides when

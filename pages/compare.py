@@ -348,7 +348,7 @@ def _sync_query(study: str | None = None, runs: list[int] | None = None) -> None
 
 # ---- the comparison --------------------------------------------------------------------------
 def _plot(fig: Any, key: str) -> None:
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
 
 
 def _progress(records: list[Any], evals: pd.DataFrame, spec: dict[str, Any] | None,

@@ -60,6 +60,7 @@ def app_db(tmp_path, monkeypatch):
 
     path = tmp_path / "explorer.sqlite"
     monkeypatch.setenv("PRIME_EXPLORER_DB", str(path))
+    monkeypatch.setenv("PRIME_EXPLORER_SPARE", "0")  # a spare per test's manager: CPU for nothing
     app_state.shutdown_all()
     st.cache_resource.clear()
     yield path

@@ -249,6 +249,22 @@ def test_runner_runs_each_search_in_its_own_process(store):
         mgr.shutdown()
 
 
+def test_runner_spare_process_takes_the_next_run_and_is_replaced(store):
+    mgr = RunManager(store, spare=True)
+    try:
+        spare = mgr._spare
+        assert spare is not None and spare.poll() is None
+        rid = mgr.start(make_config("tiny", "darts", epochs=1, iters_per_epoch=3))
+        assert mgr.wait(rid, 120)
+        assert store.get_run(rid).status == "finished" and store.get_run(rid).pid == spare.pid
+        assert mgr._spare is not None and mgr._spare.pid != spare.pid  # a new one waits
+        waiting = mgr._spare
+    finally:
+        mgr.shutdown()
+    assert waiting.wait(10) == 0 and mgr._spare is None  # closed at shutdown, store untouched
+    assert [r.id for r in store.list_runs()] == [rid]
+
+
 def test_runner_marks_a_killed_search_process_failed(store):
     mgr = RunManager(store)
     try:

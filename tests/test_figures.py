@@ -96,7 +96,10 @@ def test_every_monitor_figure_is_valid(views, method):
         if isinstance(fig, go.Figure):
             _valid(fig)
             assert not _waiting(fig), name
-            assert fig.layout.template.layout.paper_bgcolor == "white"  # plotly_white
+            # the look is inline (no template: plotly.js draws templated charts ~2x slower)
+            assert fig.layout.paper_bgcolor == "white" and not fig.layout.template.to_plotly_json().get("layout")
+            assert all(fig.layout[a].gridcolor == F.AXIS_LOOK["gridcolor"]
+                       for a in F._axis_names(fig.layout.to_plotly_json(), "xaxis"))
     assert out["dot_normal"].startswith("digraph") and "->" in out["dot_normal"]
     assert list(out["changes"].columns) == ["step", "cell", "node", "change"]
 
