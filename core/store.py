@@ -6,6 +6,7 @@ SQLite's ``user_version``; ``_MIGRATIONS[i]`` brings version i to i+1.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -241,7 +242,10 @@ class RunStore:
         return [r[0] for r in rows]
 
     def delete_run(self, run_id: int) -> None:
+        """Deletes the run, its rows and its checkpoint (a later run may get the same id)."""
         self._write("DELETE FROM runs WHERE id = ?", (int(run_id),))
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.checkpoint_path(run_id))
 
     def mark_interrupted(self, live_run_ids: Iterable[int] = ()) -> list[int]:
         """Runs stored as active whose writer is gone (another pid on this host that no longer
@@ -388,7 +392,11 @@ class RunStore:
         return [r[0] for r in self.connect().execute("SELECT name FROM studies ORDER BY created DESC")]
 
     def checkpoint_path(self, run_id: int) -> str:
-        return os.path.join(os.path.dirname(os.path.abspath(self.path)), "checkpoints", f"run_{run_id}.pt")
+        """Next to the store, in a folder named after it: two stores in one folder number their
+        runs alike, and must not resume from each other's checkpoints."""
+        path = os.path.abspath(self.path)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        return os.path.join(os.path.dirname(path), "checkpoints", stem, f"run_{run_id}.pt")
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:

@@ -1,8 +1,9 @@
 """Compare: methods side by side across seeds. Start a study (2-5 methods x 1-5 seeds on one
 data preset), choose a study, a group or any runs, and read seed-averaged curves, the final
 cells, genotype agreement and a per-method table; evaluate derived cells from scratch; export
-the tables and figures. While a run of the selection is live the comparison refreshes every
-2 s (a fragment); it stops refreshing once none is."""
+the tables and figures. While a run of the selection is live the progress refreshes every 2 s
+and the rest (curves, cells, agreement, tables) every 20 s, in two fragments; both stop once
+nothing is live."""
 from __future__ import annotations
 
 import threading
@@ -37,6 +38,10 @@ W_MODE, W_STUDY, W_RUNS = "cmp_mode", "cmp_study", "cmp_runs"
 F = "study_{}".format            # keys of the New study form
 
 REFRESH_S = 2.0
+# Curves, cells, agreement and tables of a live study: every 20 s. Redrawing them every 2 s
+# (a dozen charts and 2 x runs cell graphs) took ~0.4 core in the server and ~0.5 in Chromium,
+# next to two searches on a 2-core machine, and slowed the study itself about 2x.
+DETAIL_REFRESH_S = 20.0
 MAX_CUSTOM = 3
 CURVES = [  # (step column or 'size', title, y axis)
     ("train_loss", "Training loss", "loss"),
@@ -580,18 +585,26 @@ def _export(label: str, table: pd.DataFrame, runs: pd.DataFrame, figs: dict[str,
                "in each chart's toolbar downloads it as PNG.")
 
 
-def _comparison(label: str, run_ids: list[int], study: str | None, started_live: bool) -> None:
+def _live_progress(run_ids: list[int], study: str | None, started_live: bool) -> None:
     records = sorted(store.list_runs(ids=run_ids), key=lambda r: r.id)
     if not records:
         st.warning("These runs are no longer in the store.")
         return
     live = any(_is_live(r) for r in records) or _evaluating(study)
     if started_live and not live:
-        st.rerun()  # everything ended: draw the page once more, without the timer
+        st.rerun()  # everything ended: draw the page once more, without the timers
     spec = store.get_study(study) if study else None
-    evals = store.evaluations([r.id for r in records])
+    _progress(records, store.evaluations([r.id for r in records]), spec, live)
+    if started_live:
+        st.caption(f"Live · progress refreshed {time.strftime('%H:%M:%S')} every {REFRESH_S:g} s; "
+                   f"the sections below every {DETAIL_REFRESH_S:g} s")
 
-    _progress(records, evals, spec, live)
+
+def _comparison(label: str, run_ids: list[int], study: str | None, started_live: bool) -> None:
+    records = sorted(store.list_runs(ids=run_ids), key=lambda r: r.id)
+    if not records:
+        return
+    spec = store.get_study(study) if study else None
     runs = compare.runs_table(store, [r.id for r in records])
     colors = cf.method_colors(list(dict.fromkeys(runs["method"])))
     curve_figs = _curves(runs, records, colors)
@@ -605,7 +618,7 @@ def _comparison(label: str, run_ids: list[int], study: str | None, started_live:
     figs.update({f"bar_{k}": {"title": f"{titles[k]} (bars)", "figure": f} for k, f in bar_figs.items()})
     _export(label, table, runs, figs)
     if started_live:
-        st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')} every {REFRESH_S:g} s")
+        st.caption(f"Sections 2-6 refreshed {time.strftime('%H:%M:%S')}")
 
 
 # ---- page ----------------------------------------------------------------------------------
@@ -633,4 +646,5 @@ if not run_ids:
 
 label = study or "runs_" + "_".join(map(str, run_ids[:8]))
 live_now = any(_is_live(r) for r in store.list_runs(ids=run_ids)) or _evaluating(study)
-st.fragment(_comparison, run_every=REFRESH_S if live_now else None)(label, run_ids, study, live_now)
+st.fragment(_live_progress, run_every=REFRESH_S if live_now else None)(run_ids, study, live_now)
+st.fragment(_comparison, run_every=DETAIL_REFRESH_S if live_now else None)(label, run_ids, study, live_now)

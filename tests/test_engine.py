@@ -150,6 +150,17 @@ def test_resume_from_checkpoint_continues_identically(store):
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
+def test_checkpoints_belong_to_their_store_and_go_with_their_run(tmp_path):
+    a, b = RunStore(tmp_path / "a.sqlite"), RunStore(tmp_path / "b.sqlite")
+    cfg = make_config("tiny", "darts")
+    ra, rb = a.create_run(cfg), b.create_run(cfg)
+    assert ra == rb and a.checkpoint_path(ra) != b.checkpoint_path(rb)  # same id, two stores
+    Search(cfg, a, ra).run()
+    assert os.path.exists(a.checkpoint_path(ra)) and not os.path.exists(b.checkpoint_path(rb))
+    a.delete_run(ra)
+    assert not os.path.exists(a.checkpoint_path(ra))
+
+
 def test_store_readable_while_another_thread_writes(store):
     cfg = make_config("tiny", "darts")
     run_id = store.create_run(cfg)
