@@ -1,10 +1,10 @@
 """One search in a process of its own: ``python -m core.worker --db PATH --run ID [--resume]``.
 
-The RunManager starts one of these per run. Without ``--run`` the worker imports torch and the
-engine first (3-4 s on a 2-core machine) and then waits for a first line ``run ID`` or
-``run ID resume``: the app keeps one such spare ready, so a search it starts begins at once. The search reads its config from the stored run
+The RunManager starts one of these per run. The search reads its config from the stored run
 and writes everything back through the Recorder, so the parent only has to start it and, if
-asked, stop or pause it.
+asked, stop or pause it. Without ``--run`` the worker imports torch and the engine first (3-4 s
+on a 2-core machine) and then waits for a first line ``run ID`` or ``run ID resume``: the app
+keeps one such spare ready, so a search it starts begins at once.
 
 Control arrives on stdin, one word per line: ``stop``, ``pause``, ``resume``. The end of stdin
 means the parent is gone (closed or killed): the search stops at the next iteration and the run
@@ -19,8 +19,6 @@ from typing import IO
 
 from core.config import SearchConfig
 from core.store import RunStore
-
-COMMANDS = ("stop", "pause", "resume")
 
 
 def record_failure(store: RunStore, run_id: int, exc: BaseException) -> None:
