@@ -39,8 +39,9 @@ F = "study_{}".format            # keys of the New study form
 
 REFRESH_S = 2.0
 # Curves, cells, agreement and tables of a live study: every 20 s. Redrawing them every 2 s
-# (a dozen charts and 2 x runs cell graphs) took ~0.4 core in the server and ~0.5 in Chromium,
-# next to two searches on a 2-core machine, and slowed the study itself about 2x.
+# (a dozen charts and 2 x runs cell graphs) took ~0.4 core in the server and ~0.5 in Chromium
+# (ps, during a 4x3 demo study on a 2-core machine), and a darts search took ~350 s instead of
+# the ~230 s it took with this split.
 DETAIL_REFRESH_S = 20.0
 MAX_CUSTOM = 3
 CURVES = [  # (step column or 'size', title, y axis)

@@ -138,8 +138,8 @@ def _controls(run) -> None:
 
 def _plot(fig, key: str, redrawn: bool = False) -> None:
     """``redrawn``: the chart gets new data at every refresh of a live run. Streamlit then mounts
-    it afresh each second, so a zoom would not last; it goes without Plotly's toolbar (building
-    the toolbar was ~1/3 of the chart's draw time in Chromium, on a CPU shared with the search).
+    it afresh each second, so a zoom would not last; it goes without Plotly's toolbar (in a
+    standalone Chromium test, building it was up to a third of a chart's draw time).
     The toolbar is back once the run ends."""
     st.plotly_chart(fig, key=key, theme=None,
                     config={"displaylogo": False, "displayModeBar": False if redrawn else "hover"})
