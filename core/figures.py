@@ -1,9 +1,10 @@
 """Plotly figures and DOT strings of a run, from a ``core.live.RunView`` (pure functions).
 
 What is drawn follows ALGORITHMS.md "What to plot, live": per-edge operation weights as a
-lower-triangular node x input grid, the schedule (FI, FI_ewma, threshold, architecture steps),
-the regularizer terms and the discretization gap, ADMM residuals, the genotype, its size and
-change log, losses and accuracies; plus genotype agreement for comparisons. Op colours come
+lower-triangular node x input grid and a heatmap, the genotype and its change log; plus genotype
+agreement for comparisons. The line charts that gain a point every second (schedule,
+regularizers, size, losses) are Vega-Lite specs in ``core.line_charts``, which share this
+module's downsampling and series colours. Op colours come
 only from ``core.palette``. Every series is downsampled to ``max_points`` for drawing (one
 ``downsample`` rule: min and max per bucket, so spikes survive), architecture-step markers and
 pruning points stay exact; a run with no rows yet gives a figure that says so.
@@ -26,15 +27,13 @@ from core.live import RunView
 from core.palette import PRUNED_COLOR, op_color
 
 MAX_POINTS = 1500
-# Markers of discrete events (architecture steps) are drawn exactly up to this many.
-MAX_MARKERS = 5000
 # Each grid panel is a few hundred pixels wide: fewer points per line keep the page light.
 GRID_MAX_POINTS = 400
 WAITING = "waiting for the first iterations"
 # The look of every chart (Plotly's plotly_white), written into each layout instead of set by a
 # template: plotly.js applies a template attribute by attribute on every draw, and Streamlit's
 # "streamlit" theme adds one more, while the monitor redraws several charts a second. In headless
-# Chromium the schedule chart drew in ~77 ms with the plotly_white template and ~30 ms with the
+# Chromium the schedule chart (Plotly then) drew in ~77 ms with the plotly_white template and ~30 ms with the
 # same values inline (the op-weight grid: ~480 ms and ~220 ms). Pages pass theme=None.
 # Axes also skip automargin (a second layout pass after measuring the labels: ~30 ms down to
 # ~20 ms): the margins in MARGIN hold the tick labels, and a chart with long labels (the heatmap)
@@ -48,13 +47,6 @@ AXIS_LOOK = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", zerolinecolor="#EBF0F
 MARGIN = dict(l=55, r=20, t=80, b=40)
 # White to dark blue (ColorBrewer Blues), spelled out: plotly.js's own "Blues" runs the other way.
 _BLUES = [[i / (len(_seq.Blues) - 1), c] for i, c in enumerate(_seq.Blues)]
-# Colours of series that are not operations (ops use core.palette only).
-SERIES = {
-    "fi": "#b8b8b8", "fi_ewma": "#252525", "threshold": "#e6550d", "arch": "#3182bd",
-    "ratio": "#756bb1", "train": "#7f7f7f", "val": "#d95f02", "epoch": "#1b9e77",
-    "gap": "#636363", "primal": "#d95f02", "dual": "#7570b3", "size": "#3182bd",
-    "penalty": ["#1b9e77", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"],
-}
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -89,7 +81,7 @@ def downsample(y: Sequence[float] | np.ndarray, max_points: int = MAX_POINTS,
     return np.unique(picks)
 
 
-def _sample(x: np.ndarray, y: np.ndarray, max_points: int, keep: np.ndarray | None = None
+def sample(x: np.ndarray, y: np.ndarray, max_points: int, keep: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     idx = downsample(y, max_points, keep)
     return x[idx], y[idx]
@@ -188,29 +180,11 @@ def edge_label(node: int, j: int) -> str:
     return f"node {node} <- {input_name(j)}"
 
 
-def _values(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of the non-null entries of one step column."""
-    if col not in df or df.empty:
-        return np.zeros(0, np.int64), np.zeros(0)
-    v = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = np.isfinite(v)
-    return df["step"].to_numpy()[ok], v[ok]
-
-
 def _y_range(view: RunView) -> list[float]:
     act = view.activation
     lo, hi = act.y_range if act is not None else (0.0, 1.0)
     pad = 0.03 * (hi - lo)
     return [lo - pad, hi + pad]
-
-
-def _vlines(xs: Sequence[float], y0: float, y1: float) -> tuple[list, list]:
-    """One None-separated trace of vertical segments (cheaper than one shape per line)."""
-    x, y = [], []
-    for s in xs:
-        x += [s, s, None]
-        y += [y0, y1, None]
-    return x, y
 
 
 # ---- operation weights ------------------------------------------------------------------------
@@ -261,7 +235,7 @@ def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_PO
             if d is not None:
                 # In colour up to the death step, grey and dotted from there on.
                 xa, ya = x[x <= d], y[x <= d]
-                xd, yd = _sample(x[x >= d], y[x >= d], max_points)
+                xd, yd = sample(x[x >= d], y[x >= d], max_points)
                 dead_x += [*xd.tolist(), None]
                 dead_y += [*yd.tolist(), None]
                 at = min(int(np.searchsorted(x, d)), len(y) - 1)
@@ -271,7 +245,7 @@ def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_PO
             else:
                 xa, ya = x, y
             if len(xa):
-                xa, ya = _sample(xa, ya, max_points)
+                xa, ya = sample(xa, ya, max_points)
                 data.append(_on(dict(
                     type="scatter", x=xa, y=ya.astype(np.float32), mode="lines", name=op,
                     line=dict(color=op_color(op), width=1.5, shape="hv"), legendgroup=op,
@@ -361,205 +335,6 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
                           yaxis=dict(autorange="reversed", tickfont=dict(size=10), automargin=True),
                           xaxis=dict(tickangle=-30, tickfont=dict(size=10), showgrid=False,
                                      automargin=True))
-    return _figure(data, layout)
-
-
-# ---- schedule -------------------------------------------------------------------------------
-def schedule_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """FI, FI_ewma and the threshold (log scale) with a marker at each architecture step (all
-    of them up to MAX_MARKERS), and
-    the running (cumulative) ratio of architecture to weight steps on the right axis, with the
-    informed schedule's target 1/(period+1). The fixed schedule has FI and the markers."""
-    title = "Schedule: gradient signal and architecture steps"
-    df = view.steps
-    if df.empty:
-        return waiting_figure(title)
-    step = df["step"].to_numpy()
-    arch = df["arch_step"].to_numpy() == 1
-    data: list[dict[str, Any]] = []
-    for col, name, line in (("fi", "FI", dict(color=SERIES["fi"], width=1)),
-                            ("fi_ewma", "FI ewma", dict(color=SERIES["fi_ewma"], width=1.8)),
-                            ("threshold", "threshold", dict(color=SERIES["threshold"], width=1.8,
-                                                            dash="dash"))):
-        s, v = _values(df, col)
-        v = np.where(v > 0, v, np.nan)  # log axis
-        if len(s) and np.isfinite(v).any():
-            xs, ys = _sample(s, v, max_points)
-            data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=name, line=line))
-    # Markers sit on FI ewma (informed) or on FI (fixed, which has no moving average).
-    base = df["fi_ewma"].to_numpy(dtype=np.float64, na_value=np.nan)
-    if not np.isfinite(base).any():
-        base = df["fi"].to_numpy(dtype=np.float64, na_value=np.nan)
-    ai = np.flatnonzero(arch)
-    if len(ai) > MAX_MARKERS:  # fixed(1) on a long run: every iteration is one; thin evenly
-        ai = ai[np.linspace(0, len(ai) - 1, MAX_MARKERS).round().astype(int)]
-    if len(ai):
-        data.append(dict(type="scatter", x=step[ai], y=base[ai], mode="markers",
-                         name=f"architecture step ({int(arch.sum())})",
-                         # Smaller and plainer as they crowd, so a long run stays readable.
-                         marker=dict(symbol="triangle-up", color=SERIES["arch"],
-                                     size=9 if len(ai) <= 100 else 6 if len(ai) <= 500 else 4,
-                                     line=dict(width=1 if len(ai) <= 100 else 0, color="white")),
-                         hovertemplate="architecture step at %{x}<extra></extra>"))
-    ratio = np.cumsum(arch) / np.arange(1, len(arch) + 1)
-    xs, ys = _sample(step, ratio, max_points)
-    data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name="arch / weight steps",
-                     yaxis="y2", line=dict(color=SERIES["ratio"], width=1.5)))
-    period = view.config.get("period")
-    if view.config.get("schedule") == "informed" and period:
-        target = 1.0 / (int(period) + 1)
-        data.append(dict(type="scatter", x=[int(step[0]), int(step[-1])], y=[target, target],
-                         mode="lines", name=f"target 1/{int(period) + 1}", yaxis="y2",
-                         hoverinfo="skip", line=dict(color=SERIES["ratio"], width=1, dash="dot")))
-    layout = _base_layout(
-        title, 340, margin=dict(MARGIN, t=80, r=65), xaxis=dict(title=dict(text="iteration")),
-        yaxis=dict(type="log", title=dict(text="FI"), **_log_ticks(df)),
-        yaxis2=dict(overlaying="y", side="right", range=[0, max(0.05, float(ratio.max()) * 1.1)],
-                    tickmode="auto", nticks=6, tickformat=".2f", showgrid=False,
-                    title=dict(text="arch / weight steps")))
-    return _figure(data, layout)
-
-
-def _log_ticks(df: pd.DataFrame) -> dict[str, Any]:
-    """Ticks at 1, 2, 5 x 10^k when the FI range spans under two decades (plotly would label
-    every minor tick), the default otherwise."""
-    v = df[["fi", "fi_ewma", "threshold"]].to_numpy(dtype=np.float64, na_value=np.nan)
-    v = v[np.isfinite(v) & (v > 0)]
-    if len(v) and np.log10(v.max() / v.min()) < 2:
-        return dict(dtick="D2")
-    return {}
-
-
-# ---- regularizer ----------------------------------------------------------------------------
-_NOT_PENALTIES = ("val_ce", "admm_primal", "admm_dual")
-
-
-def regularizer_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """Each penalty term (the ``penalty`` column and any other ``terms`` key) and the
-    discretization gap ||A - D(A)|| over iterations; for ADMM a third row with the primal
-    residual ||A - Z|| and ||U|| at each update, and a dotted line at each update."""
-    reg = str(view.config.get("regularizer", "penalty"))
-    title = f"Regularizer: {reg}"
-    df = view.steps
-    if df.empty:
-        return waiting_figure(title)
-    admm = view.admm
-    has_admm = reg == "admm" or len(admm) > 0
-    rows = 3 if has_admm else 2
-    titles = ("penalty terms (architecture steps)", "discretization gap ||A - D(A)||",
-              "ADMM residuals (at updates)")[:rows]
-    layout, axes = _grid(rows, 1, titles=titles, vspace=0.09)
-    data: list[dict[str, Any]] = []
-    s, v = _values(df, "penalty")
-    if len(s):
-        xs, ys = _sample(s, v, max_points)
-        data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines+markers" if len(xs) < 200 else "lines",
-                             name=f"{reg} penalty", marker=dict(size=4),
-                             line=dict(color=SERIES["penalty"][0], width=1.5)), axes[(1, 1)]))
-    extra = [c for c in view.terms.columns if c not in ("step", reg, *_NOT_PENALTIES)]
-    for n, key in enumerate(extra):
-        s, v = _values(view.terms, key)
-        if len(s):
-            xs, ys = _sample(s, v, max_points)
-            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name=key,
-                                 line=dict(color=SERIES["penalty"][(n + 1) % 5], width=1.2)), axes[(1, 1)]))
-    s, v = _values(df, "gap")
-    if len(s):
-        xs, ys = _sample(s, v, max_points)
-        data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name="gap ||A - D(A)||",
-                             line=dict(color=SERIES["gap"], width=1.5, shape="hv")), axes[(2, 1)]))
-    if has_admm and len(admm):
-        st = admm["step"].to_numpy()
-        for col, name, color in (("admm_primal", "primal ||A - Z||", SERIES["primal"]),
-                                 ("admm_dual", "||U||", SERIES["dual"])):
-            data.append(_on(dict(type="scatter", x=st, y=admm[col].to_numpy(), mode="lines+markers",
-                                 name=name, marker=dict(size=6 if len(st) <= 50 else 3),
-                                 line=dict(color=color, width=1.5)),
-                            axes[(3, 1)]))
-        top = np.nanmax(admm[["admm_primal", "admm_dual"]].to_numpy())
-        top = float(top) * 1.05 if np.isfinite(top) and top > 0 else 1.0
-        vx, vy = _vlines(st.tolist(), 0.0, top)
-        data.append(_on(dict(type="scatter", x=vx, y=vy, mode="lines", name=f"ADMM update ({len(st)})",
-                             line=dict(color="#bdbdbd", width=1, dash="dot"), hoverinfo="skip"),
-                        axes[(3, 1)]))
-    elif has_admm:
-        every = view.config.get("admm_every")
-        xa, ya = axes[(3, 1)]
-        layout.setdefault("annotations", []).append(dict(
-            text="no ADMM update yet" + (f" (every {every} architecture steps)" if every else ""),
-            showarrow=False, xref=f"{xa} domain", yref=f"{ya} domain", x=0.5, y=0.5,
-            font=dict(color="#888888")))
-    layout[axes[(rows, 1)][0].replace("x", "xaxis")]["title"] = dict(text="iteration")
-    layout.update(_base_layout(title, 190 * rows + 100))
-    return _figure(data, layout)
-
-
-# ---- size, losses -----------------------------------------------------------------------------
-def size_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """Parameters of the derived architecture's evaluation network over iterations (a step
-    function: it changes when the genotype does), a marker at each change."""
-    title = "Architecture size (evaluation network)"
-    g = view.genotypes
-    if g.empty or not g["size"].notna().any():
-        return waiting_figure(title, 260)
-    g = g[g["size"].notna()]
-    x = g["step"].to_numpy()
-    y = g["size"].to_numpy(dtype=np.float64)
-    xl, yl = x, y
-    if view.last_step > x[-1]:
-        xl, yl = np.append(x, view.last_step), np.append(y, y[-1])
-    xl, yl = _sample(xl, yl, max_points)
-    data = [dict(type="scatter", x=xl, y=yl, mode="lines", name="parameters", hoverinfo="skip",
-                 line=dict(shape="hv", color=SERIES["size"], width=2))]
-    xm, ym = _sample(x, y, max_points)
-    data.append(dict(type="scatter", x=xm, y=ym, mode="markers", name="genotype changed",
-                     marker=dict(size=6, color=SERIES["size"]),
-                     hovertemplate="iteration %{x}: %{y:,.0f} parameters<extra></extra>"))
-    layout = _base_layout(title, 260, hovermode="closest", xaxis=dict(title=dict(text="iteration")),
-                          yaxis=dict(tickformat="~s", title=dict(text="parameters")))
-    return _figure(data, layout)
-
-
-def losses_figure(view: RunView, max_points: int = MAX_POINTS) -> go.Figure:
-    """Train loss (every iteration, raw and smoothed), validation loss on architecture steps
-    and at epoch ends (from the epoch_end events); accuracies on the second row."""
-    title = "Losses and accuracies"
-    df = view.steps
-    if df.empty:
-        return waiting_figure(title)
-    layout, axes = _grid(2, 1, titles=("loss", "accuracy"), vspace=0.08)
-    ep = view.epochs
-    data: list[dict[str, Any]] = []
-    for row, metric in ((1, "loss"), (2, "acc")):
-        ax = axes[(row, 1)]
-        s, v = _values(df, f"train_{metric}")
-        if len(s):
-            xs, ys = _sample(s, v, max_points)
-            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name="train (batch)",
-                                 legendgroup="train", showlegend=row == 1, opacity=0.35,
-                                 line=dict(color=SERIES["train"], width=1)), ax))
-            smooth = pd.Series(v).ewm(alpha=0.05 if len(v) > 200 else 0.2).mean().to_numpy()
-            xs, ys = _sample(s, smooth, max_points)
-            data.append(_on(dict(type="scatter", x=xs, y=ys, mode="lines", name="train (smoothed)",
-                                 legendgroup="train_s", showlegend=row == 1,
-                                 line=dict(color=SERIES["train"], width=2)), ax))
-        s, v = _values(df, f"val_{metric}")
-        if len(s):
-            xs, ys = _sample(s, v, max_points)
-            data.append(_on(dict(type="scatter", x=xs, y=ys, name="validation (arch batch)",
-                                 mode="lines+markers" if len(xs) < 200 else "lines",
-                                 legendgroup="val", showlegend=row == 1, marker=dict(size=4),
-                                 line=dict(color=SERIES["val"], width=1.2)), ax))
-        if len(ep) and ep[f"val_{metric}"].notna().any():
-            e = ep[ep[f"val_{metric}"].notna()]
-            data.append(_on(dict(type="scatter", x=e["step"].to_numpy(), y=e[f"val_{metric}"].to_numpy(),
-                                 mode="lines+markers", name="validation (epoch end)", legendgroup="epoch",
-                                 showlegend=row == 1, line=dict(color=SERIES["epoch"], width=1.5),
-                                 marker=dict(symbol="diamond", size=9, color=SERIES["epoch"]),
-                                 hovertemplate="epoch end %{x}: %{y:.3f}<extra></extra>"), ax))
-    layout[axes[(2, 1)][1].replace("y", "yaxis")]["range"] = [0, 1.02]
-    layout[axes[(2, 1)][0].replace("x", "xaxis")]["title"] = dict(text="iteration")
-    layout.update(_base_layout(title, 480))
     return _figure(data, layout)
 
 
@@ -654,15 +429,12 @@ def agreement_matrix(genotypes: dict[str, Genotype]) -> pd.DataFrame:
 
 
 def monitor_figures(view: RunView) -> dict[str, Any]:
-    """Every monitor figure of a run, keyed by name (what a monitor page draws per refresh)."""
+    """The monitor's Plotly figures, cells and change log of a run, keyed by name (its line
+    charts are Vega-Lite: ``core.line_charts.monitor_line_charts``)."""
     out: dict[str, Any] = {}
     for ct in ("normal", "reduce"):
         out[f"grid_{ct}"] = op_weights_grid(view, ct)
         out[f"heatmap_{ct}"] = op_weights_heatmap(view, ct)
         out[f"dot_{ct}"] = cell_dot(view, ct)
-    out["schedule"] = schedule_figure(view)
-    out["regularizer"] = regularizer_figure(view)
-    out["size"] = size_figure(view)
-    out["losses"] = losses_figure(view)
     out["changes"] = genotype_changes(view)
     return out

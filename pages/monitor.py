@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from core import figures
+from core import figures, line_charts
 from core.genotype import CELL_TYPES
 from core.store import ACTIVE_STATUSES
 
@@ -136,13 +136,22 @@ def _controls(run) -> None:
             st.rerun()
 
 
-def _plot(fig, key: str, redrawn: bool = False) -> None:
-    """``redrawn``: the chart gets new data at every refresh of a live run. Streamlit then mounts
-    it afresh each second, so a zoom would not last; it goes without Plotly's toolbar (in a
-    standalone Chromium test, building it was up to a third of a chart's draw time).
-    The toolbar is back once the run ends."""
-    st.plotly_chart(fig, key=key, theme=None,
-                    config={"displaylogo": False, "displayModeBar": False if redrawn else "hover"})
+def _plot(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False, "displayModeBar": "hover"})
+
+
+def _line(chart, key: str) -> None:
+    """A Vega-Lite line chart of core.line_charts and its caption, or why it is empty. Its spec
+    stays the same while rows arrive, so the browser swaps the data in place each second. Each
+    sits in a container of its own: Streamlit matches elements by their place in their block,
+    and an element that appears or goes before a chart (a notice, the first genotype's chart)
+    would otherwise shift it to a new place and have it drawn from scratch."""
+    with st.container():
+        if chart is None:
+            st.caption(f"{figures.WAITING}.")
+            return
+        st.vega_lite_chart(chart.full_spec(), key=key, width="stretch", theme=None)
+        st.caption(chart.caption)
 
 
 def _memo(name: str, version: tuple, build):
@@ -198,12 +207,13 @@ def _genotype_index(view, run_id: int) -> int:
     return idx
 
 
-def _cell_panel(view, run_id: int, live: bool) -> None:
+def _cell_panel(view, run_id: int) -> None:
     st.subheader("4 · The derived cell")
     if view.genotypes is None or len(view.genotypes) == 0:
         st.caption("No genotype derived yet; the first appears once the supernet is built.")
         return
-    idx = _genotype_index(view, run_id)
+    with st.container():  # the slider appears with the second genotype
+        idx = _genotype_index(view, run_id)
     cols = st.columns(2)
     for ct, col in zip(CELL_TYPES, cols):
         with col:
@@ -222,7 +232,7 @@ def _cell_panel(view, run_id: int, live: bool) -> None:
                          column_config={"step": st.column_config.NumberColumn("iteration", width="small"),
                                         "change": st.column_config.TextColumn(width="large")})
     with c2:
-        _plot(figures.size_figure(view), "size", redrawn=live)
+        _line(line_charts.size_chart(view), "size")
 
 
 def _events_panel(view) -> None:
@@ -245,22 +255,31 @@ def _panels(run_id: int, started_live: bool) -> None:
     if started_live and not _is_live(run):
         st.rerun()  # the run ended: redraw the whole page once more without auto-refresh
 
-    _header(view, run)
+    # Containers keep what appears and goes (notices, the genotype slider) from moving the
+    # charts after them to new places in the page (see _line).
+    with st.container():
+        _header(view, run)
     _controls(run)
-    if view.steps is None or view.steps.empty:
-        st.caption("No iterations recorded yet — the charts fill in as the run writes rows.")
+    with st.container():
+        if view.steps is None or view.steps.empty:
+            st.caption("No iterations recorded yet — the charts fill in as the run writes rows.")
 
     _weights_panel(view, run_id)
     left, right = st.columns(2)
     with left:
         st.subheader("2 · Schedule")
-        _plot(figures.schedule_figure(view), "schedule", redrawn=started_live)
+        _line(line_charts.schedule_chart(view), "schedule")
     with right:
         st.subheader("3 · Regularizers")
-        _plot(figures.regularizer_figure(view), "regularizer", redrawn=started_live)
-    _cell_panel(view, run_id, started_live)
+        for n, chart in enumerate(line_charts.regularizer_charts(view) or [None]):
+            _line(chart, f"regularizer_{n}")
+    with st.container():
+        _cell_panel(view, run_id)
     st.subheader("5 · Losses and accuracies")
-    _plot(figures.losses_figure(view), "losses", redrawn=started_live)
+    charts = line_charts.losses_charts(view) or [None, None]
+    for col, chart, key in zip(st.columns(2), charts, ("loss", "accuracy")):
+        with col:
+            _line(chart, key)
     _events_panel(view)
     if started_live:
         st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')}")

@@ -25,11 +25,19 @@ from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
 
 # Largest point count of each Plotly chart (calcdata is decoded, unlike Plotly 7's base64
-# payloads) and the number of drawn graphviz cells.
+# payloads), points drawn in each Vega-Lite chart (line vertices and symbols in its SVG) and the
+# number of drawn graphviz cells.
 POINTS_JS = """() => ({
   plots: [...document.querySelectorAll('.js-plotly-plot')].map(
     p => (p.calcdata || []).reduce((m, t) => Math.max(m, (t && t.length) || 0), 0)),
+  lines: [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(c =>
+    [...c.querySelectorAll('g.mark-line path')].reduce(
+        (s, p) => s + ((p.getAttribute('d') || '').match(/[MLHV]/g) || []).length, 0)
+    + c.querySelectorAll('g.mark-symbol path').length),
   svgs: document.querySelectorAll('[data-testid="stGraphVizChart"] svg').length })"""
+# The monitor's charts for darts-prime: the op-weight grid (Plotly); schedule, penalty, gap,
+# size, loss, accuracy (Vega-Lite).
+PLOTLY_CHARTS, LINE_CHARTS = 1, 6
 
 
 def rate(store: RunStore, run_id: int) -> float:
@@ -62,7 +70,7 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            # Tall: Streamlit draws a Plotly chart only once it is scrolled into view.
+            # Tall: Streamlit draws a chart only once it is scrolled into view.
             page = browser.new_page(viewport={"width": 1400, "height": 6000})
             page.goto(url + "/")
             button = page.get_by_role("button", name="Run the demo")
@@ -73,7 +81,8 @@ def main() -> None:
             panels_at = None
             while time.time() - clicked < 120:  # until every panel has points and the cells draw
                 counts = page.evaluate(POINTS_JS)
-                if sum(1 for c in counts["plots"] if c >= 2) >= 5 and counts["svgs"] >= 2:
+                if (sum(1 for c in counts["plots"] if c >= 2) >= PLOTLY_CHARTS and counts["svgs"] >= 2
+                        and sum(1 for c in counts["lines"] if c >= 2) >= LINE_CHARTS):
                     panels_at = time.time() - clicked
                     break
                 page.wait_for_timeout(250)

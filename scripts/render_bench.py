@@ -4,9 +4,10 @@ Builds a synthetic stored run of 20,000 iterations in a temporary SQLite file (r
 through RunStore in bulk; an informed-schedule run: an architecture step every ~11 iterations,
 weights recorded at each, CRB pruning, ADMM updates every 10 architecture steps, a genotype
 whenever the derived cell changes, epoch ends every 400 iterations), then times
-``RunView(store, id).refresh()`` and ``core.figures.monitor_figures(view)``. DESIGN.md's target:
-under a second. Wall and CPU seconds are both printed (a busy machine inflates the first).
-Serialising the figures to JSON (what st.plotly_chart sends) is timed apart.
+``RunView(store, id).refresh()``, ``core.figures.monitor_figures(view)`` and
+``core.line_charts.monitor_line_charts(view)``. DESIGN.md's target: under a second. Wall and CPU
+seconds are both printed (a busy machine inflates the first). Serialising the figures to JSON
+and the line charts' datasets to Arrow (what the page sends) is timed apart.
 
     python scripts/render_bench.py [--iterations 20000] [--method prime-admm] [--repeat 3]
 """
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed rounds; the best is reported")
     args = p.parse_args(argv)
 
-    from core import figures
+    from streamlit.dataframe_util import convert_anything_to_arrow_bytes
+
+    from core import figures, line_charts
 
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(os.path.join(tmp, "bench.sqlite"))
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         run_id = make_synthetic_run(store, args.iterations, args.method)
         print(f"built a {args.iterations}-iteration {args.method} run in {time.perf_counter() - t0:.1f} s")
         figures.monitor_figures(RunView(store, run_id))  # warm-up: imports, cached layouts
+        line_charts.monitor_line_charts(RunView(store, run_id))
         best: dict[str, float] = {}
         cpu_best = float("inf")
         for _ in range(max(1, args.repeat)):
@@ -142,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                     ("op_weights_grid reduce", lambda: figures.op_weights_grid(view, "reduce")),
                     ("op_weights_heatmap normal", lambda: figures.op_weights_heatmap(view, "normal")),
                     ("op_weights_heatmap reduce", lambda: figures.op_weights_heatmap(view, "reduce")),
-                    ("schedule_figure", lambda: figures.schedule_figure(view)),
-                    ("regularizer_figure", lambda: figures.regularizer_figure(view)),
-                    ("size_figure", lambda: figures.size_figure(view)),
-                    ("losses_figure", lambda: figures.losses_figure(view)),
+                    ("schedule_chart", lambda: line_charts.schedule_chart(view)),
+                    ("regularizer_charts", lambda: line_charts.regularizer_charts(view)),
+                    ("size_chart", lambda: line_charts.size_chart(view)),
+                    ("losses_charts", lambda: line_charts.losses_charts(view)),
                     ("genotype_changes", lambda: figures.genotype_changes(view)),
                     ("cell_dot normal", lambda: figures.cell_dot(view, "normal")),
                     ("cell_dot reduce", lambda: figures.cell_dot(view, "reduce"))):
@@ -157,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             figs = figures.monitor_figures(view)
             t = time.perf_counter()
             size = sum(len(f.to_json()) for f in figs.values() if hasattr(f, "to_json"))
-            times["to_json (apart)"] = time.perf_counter() - t
+            for chart in line_charts.monitor_line_charts(view).values():
+                size += len(chart.spec_json()) + sum(
+                    len(convert_anything_to_arrow_bytes(df)) for df in chart.datasets.values())
+            times["to_json, to Arrow (apart)"] = time.perf_counter() - t
             if not best or times["total"] < best["total"]:
                 best = times
         print(f"rows: {len(view.steps)} steps, {view.arch_steps} architecture steps, "
@@ -165,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
               f"genotypes, {len(view.events)} events ({len(view.pruned)} pruned, {len(view.admm)} ADMM)")
         for k, v in best.items():
             print(f"  {k:28s} {v:7.3f} s")
-        print(f"figure JSON: {size / 1e6:.2f} MB")
+        print(f"figure JSON and chart data: {size / 1e6:.2f} MB")
         print(f"render bench: {best['total']:.3f} s wall, {cpu_best:.3f} s CPU (refresh + every "
               f"monitor figure, best of {max(1, args.repeat)}), target < 1 s")
         store.close()

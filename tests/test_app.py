@@ -8,6 +8,8 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from core.activations import list_activations
@@ -62,6 +64,17 @@ def _points(fig: dict) -> int:
 def _title(fig: dict) -> str:
     t = fig.get("layout", {}).get("title", {})
     return (t.get("text") if isinstance(t, dict) else t) or ""
+
+
+def _line_charts(at) -> dict[str, dict[str, pd.DataFrame]]:
+    """The page's Vega-Lite charts as {title: {dataset name: rows}}, decoded from what the
+    browser receives (the spec in JSON, each named dataset in Arrow)."""
+    out = {}
+    for c in at.get("vega_lite_chart"):
+        spec = json.loads(c.proto.spec)
+        out[spec["title"]["text"]] = {d.name: pa.ipc.open_stream(d.data.data).read_pandas()
+                                      for d in c.proto.datasets}
+    return out
 
 
 def _dots(at) -> list[str]:
@@ -213,7 +226,7 @@ def test_launch_estimate_times_a_few_iterations(app_db):
 def test_monitor_empty_store(app_db):
     at = _open("pages/monitor.py")
     assert any("No runs yet" in i.value for i in at.info)
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not at.get("vega_lite_chart")
 
 
 def test_monitor_finished_run_draws_every_panel(finished_db):
@@ -226,12 +239,17 @@ def test_monitor_finished_run_draws_every_panel(finished_db):
     assert "Live ·" not in text  # no auto-refresh for an ended run
     for sub in ("Operation weights", "Schedule", "Regularizers", "derived cell", "Losses"):
         assert sub in text
-    charts = _charts(at)
-    assert len(charts) >= 5
-    assert all(_points(c) > 0 for c in charts), [(_title(c), _points(c)) for c in charts]
-    # the losses chart has a point per stored iteration in its train-loss trace
-    losses = charts[-1]
-    assert max(_array_len(t.get("x")) for t in losses["data"]) >= len(steps)
+    charts = _charts(at)  # the op-weight grid (Plotly)
+    assert len(charts) == 1 and _points(charts[0]) > 0
+    lines = _line_charts(at)
+    assert {"Schedule: gradient signal and architecture steps", "Regularizer: proximity",
+            "Discretization gap ||A - D(A)||", "Architecture size (evaluation network)", "Loss",
+            "Accuracy"} <= set(lines), list(lines)
+    assert all(any(len(d) for d in data.values()) for data in lines.values()), lines
+    # the loss chart has a point per stored iteration in its train-loss line
+    assert lines["Loss"]["train"]["iteration"].tolist() == steps["step"].tolist()
+    sched = lines["Schedule: gradient signal and architecture steps"]["arch"]
+    assert sched["iteration"].tolist() == steps.loc[steps["arch_step"] == 1, "step"].tolist()
     # both cells drawn: DOT with the cell's nodes and the chosen ops
     dots = _dots(at)
     assert len(dots) == 2
@@ -269,7 +287,7 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     assert "running" in text and "Live ·" in text
     assert f"{RUNNING_UNTIL + 1} / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
     assert at.query_params["run"] == str(run_id)
-    before = _points(_charts(at)[-1])
+    before = len(_line_charts(at)["Loss"]["train"])
     # the "CLI process" writes more rows; the next refresh shows them
     template = _store(finished_template[0])
     store = _store(path)
@@ -279,7 +297,7 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     store.add_steps(run_id, rows)
     at.run()
     assert not at.exception
-    after = _points(_charts(at)[-1])
+    after = len(_line_charts(at)["Loss"]["train"])
     assert after > before
     assert "12 / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
     # once the run ends the page stops refreshing

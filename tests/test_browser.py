@@ -42,14 +42,12 @@ LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
                "--disable-component-update", "--disable-sync", "--no-first-run",
                "--disable-dev-shm-usage"]
 
-# Points per Plotly chart on the page; x arrays arrive either as plain arrays or in Plotly's
-# typed-array form {dtype: "f8", bdata: base64}.
-POINTS_JS = """() => {
-  const n = x => !x ? 0 : x.length !== undefined ? x.length
-      : x.bdata ? atob(x.bdata).length / parseInt(x.dtype.replace(/\\D/g, '')) : 0;
-  return Array.from(document.querySelectorAll('.js-plotly-plot')).map(
-      p => (p.data || []).reduce((s, t) => s + n(t.x), 0));
-}"""
+# Points drawn per Vega-Lite chart on the page (the monitor's line charts, drawn as SVG): the
+# vertices of every line path plus every symbol.
+POINTS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]')).map(c =>
+    Array.from(c.querySelectorAll('g.mark-line path')).reduce(
+        (s, p) => s + ((p.getAttribute('d') || '').match(/[MLHV]/g) || []).length, 0)
+    + c.querySelectorAll('g.mark-symbol path').length)"""
 
 
 def _free_port() -> int:
@@ -124,11 +122,14 @@ def _shot(page, name: str) -> None:
     size = page.viewport_size
     height = page.evaluate(CONTENT_HEIGHT_JS)
     page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(height + 40, 12000))})
-    # Streamlit draws a Plotly chart only once it scrolls into view, and redraws after a resize:
-    # wait until every chart holds its traces (a figure still waiting for data has none).
+    # Streamlit draws a chart only once it scrolls into view, and redraws after a resize: wait
+    # until every Plotly chart holds its traces (a figure still waiting for data has none) and
+    # every Vega-Lite chart its marks.
     try:
         page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
-            .every(c => c.querySelectorAll('.main-svg .trace, .main-svg .annotation').length > 0)""",
+            .every(c => c.querySelectorAll('.main-svg .trace, .main-svg .annotation').length > 0)
+            && Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
+            .every(c => c.querySelectorAll('g.mark-line, g.mark-symbol').length > 0)""",
                                timeout=20_000)
     except PlaywrightTimeout:
         pass  # take the shot anyway: an empty chart in it is what a reader should see
@@ -173,8 +174,13 @@ def test_demo_runs_live_in_the_browser(server, page):
     page.set_viewport_size({"width": 1400, "height": 4800})
     page.get_by_text("Operation weights per edge").wait_for()
 
-    # The losses chart (the page's last Plotly chart) gains points over several refreshes.
-    page.wait_for_function(f"() => ({POINTS_JS})().length >= 5")
+    # The accuracy chart (the page's last line chart) gains points over several refreshes.
+    page.wait_for_function(f"() => ({POINTS_JS})().length >= 6")
+    # A chart whose spec stays the same gets its new data in place: count the line charts' SVGs
+    # drawn afresh from here on (a remount at every refresh would add one per chart each time).
+    page.evaluate("""() => { window.__drawn = 0; new MutationObserver(ms => ms.forEach(m => m.addedNodes
+        .forEach(n => { if (n.nodeType === 1 && (n.matches('svg.marks') || n.querySelector('svg.marks')))
+                          window.__drawn++; }))).observe(document.body, {childList: true, subtree: true}); }""")
     seen: list[int] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -186,7 +192,10 @@ def test_demo_runs_live_in_the_browser(server, page):
                 break
         page.wait_for_timeout(250)
     growth = [b for a, b in zip(seen, seen[1:]) if b > a]
-    assert len(growth) >= 2, f"losses chart point counts seen: {seen}"
+    assert len(growth) >= 2, f"accuracy chart point counts seen: {seen}"
+    drawn = page.evaluate("() => window.__drawn")
+    # 6 charts over len(seen) - 1 >= 2 refreshes; allow one redraw each (a resize redraws).
+    assert drawn <= 6, f"line charts drawn afresh {drawn} times over {len(seen) - 1} refreshes"
 
     # Both cells are drawn by graphviz with their nodes (2 inputs, 4 nodes, the output).
     page.wait_for_function(
@@ -199,7 +208,7 @@ def test_demo_runs_live_in_the_browser(server, page):
     page.get_by_text(f"{DEMO_ITERATIONS} / {DEMO_ITERATIONS} iterations").first.wait_for(timeout=180_000)
     page.wait_for_function("() => !document.body.innerText.includes('Live ·')", timeout=30_000)
     counts = page.evaluate(POINTS_JS)
-    assert len(counts) >= 5 and all(c > 0 for c in counts), counts
+    assert len(counts) >= 6 and all(c > 0 for c in counts), counts
     _no_exceptions(page)
     _shot(page, "03_monitor_finished")
     page.set_viewport_size({"width": 1400, "height": 1000})

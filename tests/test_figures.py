@@ -1,19 +1,25 @@
-"""core.figures on real tiny runs (one per method family) and on a synthetic 20,000-iteration
-run: what a user checks on the monitor page — one panel per edge, one colour per op from the
-palette, pruned ops grey, one marker per architecture step, ADMM updates, bounded points."""
+"""core.figures and core.line_charts on real tiny runs (one per method family) and on a synthetic
+20,000-iteration run: what a user checks on the monitor page — one panel per edge, one colour per
+op from the palette, pruned ops grey, one marker per architecture step, ADMM updates, bounded
+points; and that a line chart's spec does not change as rows arrive (the browser then swaps
+the data in place)."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
+import altair as alt
+import jsonschema
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
 
 from core import figures as F
+from core import line_charts as L
 from core.activations import ACTIVATIONS
 from core.config import make_config
 from core.data import load_dataset
@@ -39,6 +45,17 @@ METHODS = {
 def _valid(fig: go.Figure) -> go.Figure:
     """Rebuilds a figure with Plotly's validation on (figures.py builds without it)."""
     return go.Figure(fig.to_dict())
+
+
+VEGA_LITE_SCHEMA = alt.vegalite.v6.schema.core.load_schema()
+
+
+def _vl_valid(chart: L.LineChart) -> L.LineChart:
+    """Checks the spec with its data against the Vega-Lite schema (Streamlit's bundle is v6)."""
+    spec = chart.full_spec()
+    spec["datasets"] = {k: json.loads(df.to_json(orient="records")) for k, df in spec["datasets"].items()}
+    jsonschema.validate(spec, VEGA_LITE_SCHEMA)
+    return chart
 
 
 def _waiting(fig: go.Figure) -> bool:
@@ -75,11 +92,17 @@ def views(tmp_path_factory) -> dict[str, RunView]:
     return out
 
 
-@pytest.fixture(scope="module")
-def long_view(tmp_path_factory) -> RunView:
+def _render_bench():
+    """scripts/render_bench.py, for its synthetic long runs."""
     spec = importlib.util.spec_from_file_location("render_bench", ROOT / "scripts" / "render_bench.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.fixture(scope="module")
+def long_view(tmp_path_factory) -> RunView:
+    bench = _render_bench()
     store = RunStore(tmp_path_factory.mktemp("long") / "long.sqlite")
     run_id = bench.make_synthetic_run(store, 20_000, "prime-admm")
     view = RunView(store, run_id)
@@ -102,6 +125,16 @@ def test_every_monitor_figure_is_valid(views, method):
                        for a in F._axis_names(fig.layout.to_plotly_json(), "xaxis"))
     assert out["dot_normal"].startswith("digraph") and "->" in out["dot_normal"]
     assert list(out["changes"].columns) == ["step", "cell", "node", "change"]
+    charts = L.monitor_line_charts(view)
+    admm = ["regularizer_2"] if method == "prime-admm" else []
+    assert sorted(charts) == sorted(["schedule", "regularizer_0", "regularizer_1", *admm, "size",
+                                     "loss", "accuracy"])
+    for name, chart in charts.items():
+        _vl_valid(chart)
+        assert chart.spec["config"]["axis"]["gridColor"] == L.GRID and chart.caption, name
+        used = {layer["data"]["name"] for layer in _layers(chart.spec) if "name" in layer.get("data", {})}
+        used |= {chart.spec["data"]["name"]} if "data" in chart.spec else set()
+        assert used == set(chart.datasets), name  # every dataset is drawn, every layer has its data
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -167,56 +200,92 @@ def test_heatmap_shows_the_weights_of_a_step(views):
     np.testing.assert_allclose(np.asarray(early.data[0].z), view.alphas["normal"][0])
 
 
-# ---- schedule, regularizer, size, losses -----------------------------------------------------------
+# ---- schedule, regularizer, size, losses (Vega-Lite) ---------------------------------------------
+def _layers(spec: dict) -> list[dict]:
+    """Every leaf layer of a spec (nested layers flattened)."""
+    out = []
+    for layer in spec.get("layer", []):
+        out += _layers(layer) if "layer" in layer else [layer]
+    return out
+
+
+def _series(chart: L.LineChart) -> list[str]:
+    """The legend's entries: the colour domain."""
+    return next(l["encoding"]["color"]["scale"]["domain"] for l in _layers(chart.spec)
+                if "scale" in l.get("encoding", {}).get("color", {}))
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_schedule_marks_every_architecture_step(views, method):
     view = views[method]
-    fig = F.schedule_figure(view)
-    names = [t.name for t in fig.data]
-    marker = [t for t in fig.data if t.name.startswith("architecture step")][0]
-    assert len(marker.x) == view.arch_steps == int(view.steps["arch_step"].sum()) > 0
-    assert list(marker.x) == view.steps.loc[view.steps["arch_step"] == 1, "step"].tolist()
-    assert fig.layout.yaxis.type == "log"
-    ratio = [t for t in fig.data if t.name == "arch / weight steps"][0]
-    assert ratio.yaxis == "y2"
-    assert ratio.y[-1] == pytest.approx(view.arch_steps / len(view.steps))
+    chart = L.schedule_chart(view)
+    arch = chart.datasets["arch"]
+    assert len(arch) == view.arch_steps == int(view.steps["arch_step"].sum()) > 0
+    assert arch["iteration"].tolist() == view.steps.loc[view.steps["arch_step"] == 1, "step"].tolist()
+    fi = next(l for l in _layers(chart.spec) if l["data"].get("name") == "fi")
+    assert fi["encoding"]["y"]["scale"]["type"] == "log"
+    assert chart.spec["resolve"]["scale"]["y"] == "independent"  # the ratio has its own axis
+    ratio = chart.datasets["ratio"]["value"]
+    assert ratio.iloc[-1] == pytest.approx(view.arch_steps / len(view.steps))
+    assert f"{view.arch_steps} architecture step" in chart.caption
     if view.config["schedule"] == "fixed":
-        assert "threshold" not in names and "FI" in names
+        assert "threshold" not in _series(chart) and "FI" in _series(chart)
+        assert set(chart.datasets) == {"fi", "arch", "ratio"}
     else:
-        assert {"FI", "FI ewma", "threshold"} <= set(names)
+        assert {"FI", "FI ewma", "threshold", "target 1/11"} <= set(_series(chart))
+        assert len(chart.datasets["threshold"]) > 0
 
 
-def test_regularizer_figure_admm_updates(views):
+def test_regularizer_charts_admm_updates(views):
     view = views["prime-admm"]
     assert len(view.admm) == view.arch_steps > 0  # admm_every=1: one update per architecture step
-    fig = F.regularizer_figure(view)
-    primal = [t for t in fig.data if t.name == "primal ||A - Z||"][0]
-    dual = [t for t in fig.data if t.name == "||U||"][0]
-    assert list(primal.x) == view.admm["step"].tolist() and len(dual.y) == len(view.admm)
-    update = [t for t in fig.data if t.name.startswith("ADMM update")][0]
-    assert sum(x is not None for x in update.x) == 2 * len(view.admm)  # one vertical line each
-    assert any(t.name == "admm penalty" for t in fig.data)
-    assert any(t.name == "gap ||A - D(A)||" for t in fig.data)
+    terms, gap, admm = L.regularizer_charts(view)
+    res = admm.datasets["residuals"]
+    primal = res[res["series"] == "primal ||A - Z||"]
+    assert primal["iteration"].tolist() == view.admm["step"].tolist()
+    assert (res["series"] == "||U||").sum() == len(view.admm)
+    assert admm.datasets["updates"]["iteration"].tolist() == view.admm["step"].tolist()  # a line each
+    assert admm.datasets["note"].empty
+    assert "admm penalty" in set(terms.datasets["terms"]["series"])
+    assert len(gap.datasets["gap"]) == view.steps["gap"].notna().sum() > 0
 
 
-def test_regularizer_figure_without_admm(views):
-    fig = F.regularizer_figure(views["fairdarts"])
-    names = [t.name for t in fig.data]
-    assert "zero_one penalty" in names and "gap ||A - D(A)||" in names
-    assert not any(n.startswith("ADMM") for n in names)
+def test_regularizer_charts_without_admm(views):
+    charts = L.regularizer_charts(views["fairdarts"])
+    assert len(charts) == 2
+    assert set(charts[0].datasets["terms"]["series"]) == {"zero_one penalty"}
+    assert charts[0].spec["title"]["text"] == "Regularizer: zero_one"
 
 
 def test_size_and_losses(views):
     view = views["darts"]
-    size = F.size_figure(view)
-    changes = [t for t in size.data if t.name == "genotype changed"][0]
-    assert list(changes.x) == view.genotypes["step"].tolist()
-    assert list(changes.y) == view.genotypes["size"].tolist()
-    losses = F.losses_figure(view)
-    epoch = [t for t in losses.data if t.name == "validation (epoch end)"]
-    assert len(epoch) == 2 and all(len(t.x) == len(view.epochs) == 1 for t in epoch)
-    val = [t for t in losses.data if t.name == "validation (arch batch)"]
-    assert len(val) == 2 and len(val[0].x) == view.arch_steps
+    size = L.size_chart(view)
+    changes = size.datasets["changes"]
+    assert changes["iteration"].tolist() == view.genotypes["step"].tolist()
+    assert changes["value"].tolist() == view.genotypes["size"].tolist()
+    assert size.datasets["size"]["iteration"].iloc[-1] == view.last_step  # held to the last row
+    for chart, col in zip(L.losses_charts(view), ("val_loss", "val_acc")):
+        assert chart.datasets["epochs"]["iteration"].tolist() == view.epochs["step"].tolist()
+        assert chart.datasets["epochs"]["value"].tolist() == view.epochs[col].tolist()
+        assert len(chart.datasets["val"]) == view.arch_steps
+        assert chart.datasets["train"]["iteration"].tolist() == view.steps["step"].tolist()
+        assert "1 epoch end" in chart.caption
+
+
+def test_line_chart_specs_stay_the_same_as_rows_arrive(tmp_path):
+    """While a run writes rows, each chart keeps its spec (only its datasets grow), which is what
+    lets Streamlit's Vega-Lite element swap data in place instead of remounting the chart."""
+    store = RunStore(tmp_path / "grow.sqlite")
+    bench = _render_bench()
+    short = RunView(store, bench.make_synthetic_run(store, 400, "prime-admm"))
+    long = RunView(store, bench.make_synthetic_run(store, 4000, "prime-admm"))
+    short.refresh()
+    long.refresh()
+    a, b = L.monitor_line_charts(short), L.monitor_line_charts(long)
+    assert a.keys() == b.keys() and len(a) == 7
+    for name in a:
+        assert a[name].spec_json() == b[name].spec_json(), name
+        assert sum(map(len, b[name].datasets.values())) > sum(map(len, a[name].datasets.values())), name
 
 
 # ---- genotype ------------------------------------------------------------------------------
@@ -292,17 +361,17 @@ def test_empty_and_unread_runs_wait(tmp_path):
     missing = RunView(store, 12345)
     missing.refresh()
     for view in (fresh, unread, missing):
-        for fig in (F.op_weights_grid(view, "normal"), F.op_weights_heatmap(view, "reduce"),
-                    F.schedule_figure(view), F.regularizer_figure(view), F.size_figure(view),
-                    F.losses_figure(view)):
+        for fig in (F.op_weights_grid(view, "normal"), F.op_weights_heatmap(view, "reduce")):
             assert _waiting(_valid(fig))
+        assert L.monitor_line_charts(view) == {}
         assert F.genotype_changes(view).empty
         assert F.WAITING in F.cell_dot(view, "normal")
     # Steps but no ADMM update yet: the ADMM row says so instead of staying blank.
     store.add_steps(run_id, [{"step": 0, "arch_step": 0, "fi": 1.0, "gap": 1.0, "train_loss": 2.0}])
     fresh.refresh()
-    fig = _valid(F.regularizer_figure(fresh))
-    assert any("no ADMM update yet" in (a.text or "") for a in fig.layout.annotations)
+    admm = _vl_valid(L.regularizer_charts(fresh)[-1])
+    assert admm.datasets["note"]["text"].tolist() == ["no ADMM update yet (every 10 architecture steps)"]
+    assert admm.datasets["residuals"].empty and admm.caption.startswith("0 ADMM updates")
 
 
 # ---- long runs -------------------------------------------------------------------------------------
@@ -330,16 +399,23 @@ def test_long_run_figures_stay_bounded(long_view):
             continue
         for t in fig.data:
             n = len(t.x) if t.x is not None else 0
-            if t.name and t.name.startswith("architecture step"):
-                assert n == view.arch_steps  # markers stay exact (under MAX_MARKERS)
-            elif t.name == "ADMM update" or (t.name or "").startswith("ADMM update"):
-                assert n == 3 * len(view.admm)
-            elif name.startswith("grid"):
+            if name.startswith("grid"):
                 assert n <= F.GRID_MAX_POINTS + 1 or t.name == "pruned", (name, t.name, n)
             elif t.type == "scatter":
                 assert n <= F.MAX_POINTS, (name, t.name, n)
+    for name, chart in L.monitor_line_charts(view).items():
+        for key, df in chart.datasets.items():
+            if key == "arch":
+                assert len(df) == view.arch_steps  # markers stay exact (under MAX_MARKERS)
+            elif key in ("updates", "residuals"):
+                assert len(df) == len(view.admm) * (2 if key == "residuals" else 1)
+            else:  # the penalty terms hold two series of up to MAX_POINTS each
+                assert len(df) <= F.MAX_POINTS * df["series"].nunique() if "series" in df else \
+                    len(df) <= F.MAX_POINTS, (name, key, len(df))
     grid = F.op_weights_grid(view, "normal")
     marks = [x for t in grid.data if t.name == "pruned at" for x in t.x]
     assert sorted(marks) == sorted(view.pruned.loc[view.pruned["cell_type"] == "normal", "step"])
     size = sum(len(f.to_json()) for f in F.monitor_figures(view).values() if isinstance(f, go.Figure))
-    assert size < 3_000_000  # what a page sends per refresh
+    size += sum(len(df.to_json(orient="values")) for c in L.monitor_line_charts(view).values()
+                for df in c.datasets.values())
+    assert size < 3_000_000  # what a page sends per refresh (the chart data as JSON: an upper bound)

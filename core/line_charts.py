@@ -1,0 +1,356 @@
+"""Vega-Lite specs of the monitor's line charts: the schedule, the regularizers, the architecture
+size, the losses and accuracies (ALGORITHMS.md "What to plot, live", panels 2, 3, 4 and 5).
+
+These charts gain a point every second while a run is live, so they are Vega-Lite rather than
+Plotly: Streamlit remounts a Plotly chart whenever its figure changes (~80 ms of browser time per
+chart per refresh in a CDP profile of the monitor), while its Vega-Lite element keeps the view
+and swaps only the named datasets whose bytes changed, as long as the spec is the same. So each
+spec here depends on the run's config only, never on its rows: everything that grows (points,
+marker sizes) is in ``spec["datasets"]``, and counts go to the chart's caption. In a throwaway
+app with four live 2-line charts, Chromium used 0.16-0.18 core with Vega-Lite against 0.29-0.33
+with Plotly drawn the monitor's way.
+
+Each builder returns a ``LineChart`` (a spec with its datasets as DataFrames, and a caption), or
+None before the run has the rows it needs. Series are downsampled with ``core.figures.downsample``
+(the one rule); colours of ops come from ``core.palette``, of other series from ``SERIES``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.figures import MAX_POINTS, sample
+from core.live import RunView
+
+# The look of the Plotly charts (core.figures.LOOK), as Vega-Lite config; pages pass theme=None.
+TEXT = "#2a3f5f"
+GRID = "#EBF0F8"
+CONFIG = {
+    "background": "white",
+    "view": {"stroke": None},
+    "font": "Helvetica, Arial, sans-serif",
+    "axis": {"gridColor": GRID, "domainColor": "#c8d4e3", "tickColor": "#c8d4e3", "labelColor": TEXT,
+             "titleColor": TEXT, "titleFontWeight": "normal", "labelFontSize": 11, "titleFontSize": 12},
+    "legend": {"orient": "top", "direction": "horizontal", "title": None, "labelColor": TEXT,
+               "labelFontSize": 11, "symbolSize": 60, "columnPadding": 12, "labelLimit": 260},
+    "title": {"anchor": "start", "fontSize": 14, "fontWeight": "normal", "color": TEXT,
+              "subtitleColor": "#777777", "subtitleFontSize": 11, "offset": 6},
+}
+X = {"field": "iteration", "type": "quantitative", "title": "iteration",
+     "axis": {"format": "d", "labelFlush": True}}
+HEIGHT = 230
+# Markers of discrete events (architecture steps) are drawn exactly up to this many.
+MAX_MARKERS = 5000
+# Colours of series that are not operations (ops use core.palette only).
+SERIES = {
+    "fi": "#b8b8b8", "fi_ewma": "#252525", "threshold": "#e6550d", "arch": "#3182bd",
+    "ratio": "#756bb1", "train": "#7f7f7f", "val": "#d95f02", "epoch": "#1b9e77",
+    "gap": "#636363", "primal": "#d95f02", "dual": "#7570b3", "size": "#3182bd",
+    "penalty": ["#1b9e77", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"],
+}
+
+
+@dataclass
+class LineChart:
+    """A Vega-Lite spec (without data), its named datasets and a line of counts for a caption."""
+    spec: dict[str, Any]
+    datasets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    caption: str = ""
+
+    def full_spec(self) -> dict[str, Any]:
+        """The spec with its datasets, as ``st.vega_lite_chart`` takes it."""
+        return {**self.spec, "datasets": dict(self.datasets)}
+
+    def spec_json(self) -> str:
+        """The spec without data, canonical: equal strings mean the browser keeps the view."""
+        return json.dumps(self.spec, sort_keys=True)
+
+
+def _chart(title: str, layers: list[dict[str, Any]], height: int = HEIGHT, subtitle: str | None = None,
+           **kw: Any) -> dict[str, Any]:
+    t: dict[str, Any] = {"text": title}
+    if subtitle:
+        t["subtitle"] = subtitle
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v6.json", "title": t,
+            "height": height, "config": copy.deepcopy(CONFIG), "layer": layers, **kw}
+
+
+def step_values(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the non-null entries of one step column."""
+    if col not in df or df.empty:
+        return np.zeros(0, np.int64), np.zeros(0)
+    v = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    ok = np.isfinite(v)
+    return df["step"].to_numpy()[ok], v[ok]
+
+
+def _long(parts: list[tuple[str, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """(series name, iterations, values) parts as one long table."""
+    frames = [pd.DataFrame({"iteration": np.asarray(x, np.int64), "value": np.asarray(y, np.float64),
+                            "series": name}) for name, x, y in parts if len(x)]
+    if not frames:
+        return pd.DataFrame({"iteration": pd.Series(dtype="int64"), "value": pd.Series(dtype="float64"),
+                             "series": pd.Series(dtype="object")})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _points(x: np.ndarray, y: np.ndarray, **cols: Any) -> pd.DataFrame:
+    return pd.DataFrame({"iteration": np.asarray(x, np.int64), "value": np.asarray(y, np.float64), **cols})
+
+
+def _color(domain: list[str], colors: list[str]) -> dict[str, Any]:
+    return {"field": "series", "type": "nominal", "scale": {"domain": domain, "range": colors}}
+
+
+def _value_tooltip(title: str, fmt: str = ".4g") -> list[dict[str, Any]]:
+    return [{"field": "iteration", "type": "quantitative", "title": "iteration"},
+            {"field": "value", "type": "quantitative", "title": title, "format": fmt}]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _marker_size(n: int) -> int:
+    # Smaller as they crowd, so a long run stays readable (Vega-Lite size is area in px^2).
+    return 70 if n <= 100 else 30 if n <= 500 else 12
+
+
+# ---- schedule -------------------------------------------------------------------------------
+# (column, legend name, line style) of the schedule's FI lines.
+FI_LINES = (("fi", "FI", {"strokeWidth": 1}),
+            ("fi_ewma", "FI ewma", {"strokeWidth": 1.8}),
+            ("threshold", "threshold", {"strokeWidth": 1.8, "strokeDash": [5, 3]}))
+
+
+def _series(layer: dict[str, Any], name: str) -> dict[str, Any]:
+    """Names a layer's series for the legend: a ``series`` field with a constant value, coloured
+    by the one colour scale all layers share (the first layer's ``color`` carries its domain), so
+    the chart has one legend. Vega-Lite takes no scale on a ``datum`` colour."""
+    layer.setdefault("transform", []).append({"calculate": json.dumps(name), "as": "series"})
+    layer.setdefault("encoding", {})["color"] = {"field": "series", "type": "nominal"}
+    return layer
+
+
+def schedule_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | None:
+    """FI, FI_ewma and the threshold (log scale) with a marker at each architecture step (all of
+    them up to MAX_MARKERS), and the running ratio of architecture to weight steps on the right
+    axis with the informed schedule's target 1/(period+1). The fixed schedule has FI and the
+    markers."""
+    df = view.steps
+    if df.empty:
+        return None
+    informed = view.config.get("schedule") == "informed"
+    period = view.config.get("period")
+    step = df["step"].to_numpy()
+    arch = df["arch_step"].to_numpy() == 1
+    lines = FI_LINES if informed else FI_LINES[:1]
+    datasets: dict[str, pd.DataFrame] = {}
+    y_fi = {"field": "value", "type": "quantitative", "title": "FI", "scale": {"type": "log"}}
+    left: list[dict[str, Any]] = []
+    for col, name, style in lines:
+        s, v = step_values(df, col)
+        s, v = s[v > 0], v[v > 0]  # log axis
+        datasets[col] = _points(*sample(s, v, max_points))
+        left.append(_series({"data": {"name": col}, "mark": {"type": "line", "clip": True, **style},
+                             "encoding": {"x": X, "y": y_fi}}, name))
+    # Markers sit on FI ewma (informed) or on FI (fixed, which has no moving average).
+    base = df["fi_ewma" if informed else "fi"].to_numpy(dtype=np.float64, na_value=np.nan)
+    ai = np.flatnonzero(arch)
+    if len(ai) > MAX_MARKERS:  # fixed(1) on a long run: every iteration is one; thin evenly
+        ai = ai[np.linspace(0, len(ai) - 1, MAX_MARKERS).round().astype(int)]
+    on_axis = np.isfinite(base[ai]) & (base[ai] > 0)
+    datasets["arch"] = _points(step[ai][on_axis], base[ai][on_axis], size=_marker_size(len(ai)))
+    left.append(_series({
+        "data": {"name": "arch"},
+        "mark": {"type": "point", "shape": "triangle-up", "filled": True, "opacity": 1, "stroke": "white",
+                 "strokeWidth": 0.5},
+        "encoding": {"x": X, "y": {"field": "value", "type": "quantitative"},
+                     "size": {"field": "size", "type": "quantitative", "scale": None},
+                     "tooltip": [{"field": "iteration", "type": "quantitative", "title": "architecture step at"}]}},
+        "architecture step"))
+    ratio = np.cumsum(arch) / np.arange(1, len(arch) + 1)
+    datasets["ratio"] = _points(*sample(step, ratio, max_points))
+    right: list[dict[str, Any]] = [_series({
+        "data": {"name": "ratio"}, "mark": {"type": "line", "strokeWidth": 1.5},
+        "encoding": {"x": X, "y": {"field": "value", "type": "quantitative", "title": "arch / weight steps",
+                                   "scale": {"zero": True},
+                                   "axis": {"orient": "right", "format": ".2f", "grid": False}}}},
+        "arch / weight steps")]
+    domain = [name for _, name, _ in lines] + ["architecture step", "arch / weight steps"]
+    colors = [SERIES[col] for col, _, _ in lines] + [SERIES["arch"], SERIES["ratio"]]
+    target = None
+    if informed and period:
+        target = 1.0 / (int(period) + 1)
+        domain.append(f"target 1/{int(period) + 1}")
+        colors.append(SERIES["ratio"])
+        right.append(_series({"data": {"values": [{}]},
+                              "mark": {"type": "rule", "strokeDash": [2, 3], "strokeWidth": 1},
+                              "encoding": {"y": {"datum": target, "type": "quantitative"}}}, domain[-1]))
+    # The first colour encoding names the domain; the layers' datum colours then share it.
+    left[0]["encoding"]["color"].update(scale={"domain": domain, "range": colors}, legend={"columns": 3})
+    spec = _chart("Schedule: gradient signal and architecture steps",
+                  [{"layer": left}, {"layer": right}], height=HEIGHT + 40,
+                  resolve={"scale": {"y": "independent"}})
+    caption = (f"{_count(int(arch.sum()), 'architecture step')} in {_count(len(arch), 'iteration')} "
+               f"(ratio {ratio[-1]:.3f}")
+    caption += f", target {target:.3f})" if target is not None else ")"
+    return LineChart(spec, datasets, caption)
+
+
+# ---- regularizers -----------------------------------------------------------------------------
+_NOT_PENALTIES = ("val_ce", "admm_primal", "admm_dual")
+
+
+def regularizer_charts(view: RunView, max_points: int = MAX_POINTS) -> list[LineChart]:
+    """The regularizer panel's charts: each penalty term (the ``penalty`` column and any other
+    ``terms`` key) at architecture steps; the discretization gap ||A - D(A)||; for ADMM the primal
+    residual ||A - Z|| and ||U|| at each update, with a dotted line at each update. Empty before
+    the first row."""
+    df = view.steps
+    if df.empty:
+        return []
+    reg = str(view.config.get("regularizer", "penalty"))
+    charts = []
+    parts = []
+    s, v = step_values(df, "penalty")
+    if len(s):
+        parts.append((f"{reg} penalty",) + sample(s, v, max_points))
+    extra = [c for c in view.terms.columns if c not in ("step", reg, *_NOT_PENALTIES)]
+    for key in extra:
+        s, v = step_values(view.terms, key)
+        if len(s):
+            parts.append((key,) + sample(s, v, max_points))
+    terms = _long(parts)
+    # The domain is the config's penalty first, then any extra term the store names.
+    domain = [f"{reg} penalty"] + extra
+    colors = [SERIES["penalty"][n % len(SERIES["penalty"])] for n in range(len(domain))]
+    charts.append(LineChart(_chart(
+        f"Regularizer: {reg}", [
+            {"mark": {"type": "line", "strokeWidth": 1.5, "point": {"size": 14}},
+             "encoding": {"x": X, "y": {"field": "value", "type": "quantitative", "title": "penalty"},
+                          "color": _color(domain, colors),
+                          "tooltip": _value_tooltip("penalty")}}],
+        subtitle="penalty terms at architecture steps", data={"name": "terms"}),
+        {"terms": terms}, f"penalty recorded at {_count(terms['iteration'].nunique(), 'architecture step')}"))
+
+    s, v = step_values(df, "gap")
+    xs, ys = sample(s, v, max_points)
+    gap = _points(xs, ys)
+    charts.append(LineChart(_chart(
+        "Discretization gap ||A - D(A)||", [
+            {"mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 1.5,
+                      "color": SERIES["gap"], "point": {"size": 10, "color": SERIES["gap"]}},
+             "encoding": {"x": X, "y": {"field": "value", "type": "quantitative", "title": "gap"},
+                          "tooltip": _value_tooltip("gap")}}],
+        height=HEIGHT - 50, data={"name": "gap"}),
+        {"gap": gap}, f"latest gap {ys[-1]:.4g}" if len(ys) else "no gap recorded yet"))
+
+    admm = view.admm
+    if reg == "admm" or len(admm):
+        every = view.config.get("admm_every")
+        names = ["primal ||A - Z||", "||U||"]
+        st_ = admm["step"].to_numpy()
+        res = _long([(n, st_, admm[c].to_numpy(np.float64)) for n, c in zip(names, ("admm_primal", "admm_dual"))])
+        note = pd.DataFrame({"text": [] if len(admm) else
+                             ["no ADMM update yet" + (f" (every {every} architecture steps)" if every else "")]})
+        charts.append(LineChart(_chart(
+            "ADMM residuals", [
+                {"data": {"name": "updates"}, "mark": {"type": "rule", "strokeDash": [2, 3], "color": "#bdbdbd"},
+                 "encoding": {"x": X}},
+                {"data": {"name": "residuals"},
+                 "mark": {"type": "line", "strokeWidth": 1.5, "point": {"size": 24}},
+                 "encoding": {"x": X, "y": {"field": "value", "type": "quantitative", "title": "residual"},
+                              "color": _color(names, [SERIES["primal"], SERIES["dual"]]),
+                              "tooltip": _value_tooltip("value")}},
+                {"data": {"name": "note"}, "mark": {"type": "text", "color": "#888888", "fontSize": 13},
+                 "encoding": {"text": {"field": "text", "type": "nominal"}}}],
+            height=HEIGHT - 30, subtitle="at each update; dotted lines mark the updates"),
+            {"updates": pd.DataFrame({"iteration": st_.astype(np.int64)}), "residuals": res, "note": note},
+            _count(len(admm), "ADMM update") + (f", one every {_count(int(every), 'architecture step')}" if every else "")))
+    return charts
+
+
+# ---- size -----------------------------------------------------------------------------------
+def size_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | None:
+    """Parameters of the derived architecture's evaluation network over iterations (a step
+    function: it changes when the genotype does), a marker at each change."""
+    g = view.genotypes
+    if g.empty or not g["size"].notna().any():
+        return None
+    g = g[g["size"].notna()]
+    x = g["step"].to_numpy()
+    y = g["size"].to_numpy(dtype=np.float64)
+    xl, yl = x, y
+    if view.last_step > x[-1]:
+        xl, yl = np.append(x, view.last_step), np.append(y, y[-1])
+    xl, yl = sample(xl, yl, max_points)
+    xm, ym = sample(x, y, max_points)
+    y_enc = {"field": "value", "type": "quantitative", "title": "parameters",
+             "scale": {"zero": False}, "axis": {"format": "~s"}}
+    spec = _chart("Architecture size (evaluation network)", [
+        {"data": {"name": "size"}, "mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 2,
+                                            "color": SERIES["size"]},
+         "encoding": {"x": X, "y": y_enc}},
+        {"data": {"name": "changes"}, "mark": {"type": "point", "filled": True, "opacity": 1, "size": 40,
+                                               "color": SERIES["size"]},
+         "encoding": {"x": X, "y": y_enc, "tooltip": _value_tooltip("parameters", ",.0f")}}],
+        height=HEIGHT - 20, subtitle="a point where the genotype changed")
+    return LineChart(spec, {"size": _points(xl, yl), "changes": _points(xm, ym)},
+                     f"{_count(len(x) - 1, 'genotype change')}; now {int(y[-1]):,} parameters")
+
+
+# ---- losses and accuracies ----------------------------------------------------------------------
+# (dataset, legend name, colour, line style) of the losses' and accuracies' lines.
+LOSS_LINES = (("train", "train (batch)", "#cfcfcf", {"strokeWidth": 1}),
+              ("smoothed", "train (smoothed)", SERIES["train"], {"strokeWidth": 2}),
+              ("val", "validation (arch batch)", SERIES["val"], {"strokeWidth": 1.2}),
+              ("epochs", "validation (epoch end)", SERIES["epoch"],
+               {"strokeWidth": 1.5, "point": {"shape": "diamond", "size": 80, "filled": True}}))
+
+
+def losses_charts(view: RunView, max_points: int = MAX_POINTS) -> list[LineChart]:
+    """Loss and accuracy, each with the train value of every batch (raw and smoothed), validation
+    on architecture steps and at epoch ends (the epoch_end events). Empty before the first row."""
+    df = view.steps
+    if df.empty:
+        return []
+    ep = view.epochs
+    charts = []
+    for metric, title in (("loss", "loss"), ("acc", "accuracy")):
+        s, v = step_values(df, f"train_{metric}")
+        smooth = pd.Series(v).ewm(alpha=0.05 if len(v) > 200 else 0.2).mean().to_numpy()
+        e = ep[ep[f"val_{metric}"].notna()] if len(ep) else ep
+        datasets = {"train": _points(*sample(s, v, max_points)),
+                    "smoothed": _points(*sample(s, smooth, max_points)),
+                    "val": _points(*sample(*step_values(df, f"val_{metric}"), max_points)),
+                    "epochs": _points(e["step"].to_numpy() if len(e) else [],
+                                      e[f"val_{metric}"].to_numpy(np.float64) if len(e) else [])}
+        y = {"field": "value", "type": "quantitative", "title": title}
+        if metric == "acc":
+            y["scale"] = {"domain": [0, 1]}
+        layers = [_series({"data": {"name": name}, "mark": {"type": "line", "clip": True, **style},
+                           "encoding": {"x": X, "y": y}}, label)
+                  for name, label, _, style in LOSS_LINES]
+        layers[0]["encoding"]["color"].update(scale={"domain": [l for _, l, _, _ in LOSS_LINES],
+                                                     "range": [c for _, _, c, _ in LOSS_LINES]},
+                                              legend={"columns": 2})
+        layers[-1]["encoding"]["tooltip"] = _value_tooltip(f"validation {title} (epoch end)", ".3f")
+        spec = _chart(title.capitalize(), layers, height=HEIGHT + 10)
+        caption = (f"{_count(len(e), 'epoch end')}; last validation {title} {e[f'val_{metric}'].iloc[-1]:.3f}"
+                   if len(e) else "no epoch has ended yet")
+        charts.append(LineChart(spec, datasets, caption))
+    return charts
+
+
+def monitor_line_charts(view: RunView) -> dict[str, LineChart]:
+    """Every line chart the monitor draws per refresh, keyed by name (those with rows yet)."""
+    out: dict[str, LineChart | None] = {"schedule": schedule_chart(view), "size": size_chart(view)}
+    out.update((f"regularizer_{n}", c) for n, c in enumerate(regularizer_charts(view)))
+    out.update(zip(("loss", "accuracy"), losses_charts(view)))
+    return {k: c for k, c in out.items() if c is not None}
