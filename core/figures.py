@@ -1,34 +1,27 @@
 """Plotly figures and DOT strings of a run, from a ``core.live.RunView`` (pure functions).
 
-What is drawn follows ALGORITHMS.md "What to plot, live": per-edge operation weights as a
-lower-triangular node x input grid and a heatmap, the genotype and its change log; plus genotype
-agreement for comparisons. The line charts that gain a point every second (schedule,
-regularizers, size, losses) are Vega-Lite specs in ``core.line_charts``, which share this
-module's downsampling and series colours. Op colours come
-only from ``core.palette``. Every series is downsampled to ``max_points`` for drawing (one
-``downsample`` rule: min and max per bucket, so spikes survive), architecture-step markers and
-pruning points stay exact; a run with no rows yet gives a figure that says so.
+What is drawn follows ALGORITHMS.md "What to plot, live": here the heatmap of the operation
+weights at one step, the genotype as DOT and its change log; plus genotype agreement for
+comparisons, the shared look of Plotly charts and the one downsampling rule. The monitor's
+charts that change while a run is live (the per-edge weight grid, schedule, regularizers,
+size, losses) are Vega-Lite specs in ``core.line_charts``. Op colours come only from
+``core.palette``; a run with no rows yet gives a figure that says so.
 """
 from __future__ import annotations
 
 import copy
-import functools
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sequential as _seq
-from plotly.subplots import make_subplots
 
 from core.discretize import edge_rows, select_edges
 from core.genotype import Genotype
 from core.live import RunView
-from core.palette import PRUNED_COLOR, op_color
 
 MAX_POINTS = 1500
-# Each grid panel is a few hundred pixels wide: fewer points per line keep the page light.
-GRID_MAX_POINTS = 400
 WAITING = "waiting for the first iterations"
 # The look of every chart (Plotly's plotly_white), written into each layout instead of set by a
 # template: plotly.js applies a template attribute by attribute on every draw, and Streamlit's
@@ -121,41 +114,8 @@ def _base_layout(title: str | None, height: int, top: int = 80, **kw: Any) -> di
     return layout
 
 
-@functools.lru_cache(maxsize=32)
-def _subplots(rows: int, cols: int, mask: tuple[tuple[bool, ...], ...] | None = None,
-              titles: tuple[str, ...] = (), shared_xaxes: bool = True, hspace: float = 0.03,
-              vspace: float = 0.08) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[str, str]]]:
-    """Layout of a make_subplots grid (cached: make_subplots costs ~0.2 s for a cell grid) and
-    the (xaxis, yaxis) names of each (row, col) panel, 1-based; ``mask`` False = empty cell."""
-    specs = [[{} if mask is None or mask[r][c] else None for c in range(cols)] for r in range(rows)]
-    fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=list(titles) or None,
-                        shared_xaxes=shared_xaxes, horizontal_spacing=hspace, vertical_spacing=vspace)
-    layout = fig.layout.to_plotly_json()
-    layout.pop("template", None)
-    for a in layout.get("annotations", []):
-        a["font"] = dict(size=10, color="#555555")
-    axes = {}
-    for r in range(rows):
-        for c in range(cols):
-            if specs[r][c] is not None:
-                sp = fig.get_subplot(r + 1, c + 1)
-                axes[(r + 1, c + 1)] = (sp.xaxis.plotly_name.replace("axis", ""),
-                                        sp.yaxis.plotly_name.replace("axis", ""))
-    return layout, axes
-
-
-def _grid(rows: int, cols: int, **kw: Any) -> tuple[dict[str, Any], dict[tuple[int, int], tuple[str, str]]]:
-    layout, axes = _subplots(rows, cols, **kw)
-    return copy.deepcopy(layout), axes
-
-
 def _axis_names(layout: dict[str, Any], prefix: str) -> list[str]:
     return sorted(k for k in layout if k == prefix or (k.startswith(prefix) and k[len(prefix):].isdigit()))
-
-
-def _on(trace: dict[str, Any], axes: tuple[str, str]) -> dict[str, Any]:
-    trace["xaxis"], trace["yaxis"] = axes
-    return trace
 
 
 def waiting_figure(title: str | None = None, height: int = 300, message: str = WAITING) -> go.Figure:
@@ -180,7 +140,7 @@ def edge_label(node: int, j: int) -> str:
     return f"node {node} <- {input_name(j)}"
 
 
-def _y_range(view: RunView) -> list[float]:
+def y_range(view: RunView) -> list[float]:
     act = view.activation
     lo, hi = act.y_range if act is not None else (0.0, 1.0)
     pad = 0.03 * (hi - lo)
@@ -188,96 +148,7 @@ def _y_range(view: RunView) -> list[float]:
 
 
 # ---- operation weights ------------------------------------------------------------------------
-def op_weights_grid(view: RunView, cell_type: str, max_points: int = GRID_MAX_POINTS,
-                    height: int | None = None, fit_y: bool = False) -> go.Figure:
-    """Per-edge op weights over iterations: one panel per edge, rows = nodes, columns = inputs
-    (c_{k-2}, c_{k-1}, node 0, ...), lower-triangular. One line per op in its palette colour
-    (legend once per op); a pruned op turns grey and dotted from the step it died, with an x
-    there. y range: the activation's ``y_range``, or with ``fit_y`` from 0 to the largest
-    weight drawn (softmax shares sit near 1/ops for a long time). Panels are small, so
-    ``max_points`` defaults to GRID_MAX_POINTS per line."""
-    title = f"{cell_type.capitalize()} cell: operation weights"
-    nodes = view.nodes
-    steps, w = view.alpha_steps.get(cell_type), view.alphas.get(cell_type)
-    if steps is None or len(steps) == 0 or w is None or w.ndim != 3:
-        return waiting_figure(title, 300)
-    prims = _op_names(view, w.shape[2])
-    cols = nodes + 1
-    mask = tuple(tuple(j <= i + 1 for j in range(cols)) for i in range(nodes))
-    titles = tuple(edge_label(i, j) for i in range(nodes) for j in range(i + 2))
-    layout, axes = _grid(nodes, cols, mask=mask, titles=titles, hspace=0.03, vspace=0.07)
-
-    x = steps.astype(np.int64)
-    last = view.last_step
-    extend = last > x[-1]
-    if extend:  # the weights hold until the next architecture step: draw them up to now
-        x = np.append(x, last)
-    pruned = view.pruned
-    pruned = pruned[pruned["cell_type"] == cell_type] if len(pruned) else pruned
-    died = {(int(e), str(o)): int(s) for s, e, o in
-            zip(pruned["step"], pruned["edge"], pruned["op"])} if len(pruned) else {}
-    data: list[dict[str, Any]] = []
-    shown: set[str] = set()
-    pruned_shown = False
-    for e, (i, j) in enumerate(edge_index(nodes)):
-        if e >= w.shape[1]:
-            break
-        ax = axes[(i + 1, j + 1)]
-        label = edge_label(i, j)
-        dead_x: list = []
-        dead_y: list = []
-        mark_x, mark_y, mark_op = [], [], []
-        for k, op in enumerate(prims):
-            y = w[:, e, k]
-            if extend:
-                y = np.append(y, y[-1])
-            d = died.get((e, op))
-            if d is not None:
-                # In colour up to the death step, grey and dotted from there on.
-                xa, ya = x[x <= d], y[x <= d]
-                xd, yd = sample(x[x >= d], y[x >= d], max_points)
-                dead_x += [*xd.tolist(), None]
-                dead_y += [*yd.tolist(), None]
-                at = min(int(np.searchsorted(x, d)), len(y) - 1)
-                mark_x.append(d)
-                mark_y.append(float(y[at]))
-                mark_op.append(op)
-            else:
-                xa, ya = x, y
-            if len(xa):
-                xa, ya = sample(xa, ya, max_points)
-                data.append(_on(dict(
-                    type="scatter", x=xa, y=ya.astype(np.float32), mode="lines", name=op,
-                    line=dict(color=op_color(op), width=1.5, shape="hv"), legendgroup=op,
-                    showlegend=op not in shown,
-                    hovertemplate=f"{op}: %{{y:.3f}}<extra>{label}, step %{{x}}</extra>"), ax))
-                shown.add(op)
-        if mark_x:
-            data.append(_on(dict(
-                type="scatter", x=dead_x, y=dead_y, mode="lines", name="pruned", legendgroup="pruned",
-                line=dict(color=PRUNED_COLOR, width=1.5, dash="dot", shape="hv"),
-                showlegend=not pruned_shown, hoverinfo="skip"), ax))
-            data.append(_on(dict(
-                type="scatter", x=mark_x, y=mark_y, mode="markers", name="pruned at",
-                legendgroup="pruned", showlegend=False, text=mark_op,
-                marker=dict(symbol="x", size=7, color=PRUNED_COLOR, line=dict(width=1, color="#7f7f7f")),
-                hovertemplate=f"%{{text}} pruned at step %{{x}}<extra>{label}</extra>"), ax))
-            pruned_shown = True
-    yr = _y_range(view)
-    if fit_y:
-        top = float(np.nanmax(w)) if w.size else 1.0
-        yr = [yr[0], min(yr[1], top * 1.08) if np.isfinite(top) and top > 0 else yr[1]]
-    for name in _axis_names(layout, "yaxis"):
-        layout[name].update(range=yr, tickfont=dict(size=9), nticks=4)
-    for name in _axis_names(layout, "xaxis"):
-        layout[name].update(tickfont=dict(size=9), nticks=4)
-    h = height or 150 * nodes + 110
-    layout.update(_base_layout(title, h, top=90, hovermode="closest"))
-    layout["margin"].update(l=40, r=10, b=30)
-    return _figure(data, layout)
-
-
-def _op_names(view: RunView, n_ops: int) -> list[str]:
+def op_names(view: RunView, n_ops: int) -> list[str]:
     prims = view.primitives
     if n_ops == len(prims):
         return prims
@@ -307,7 +178,7 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
     if found is None:
         return waiting_figure(title, 300)
     at, w = found
-    prims = _op_names(view, w.shape[1])
+    prims = op_names(view, w.shape[1])
     labels = [edge_label(i, j) for i, j in edge_index(view.nodes)][: w.shape[0]]
     lo, hi = view.activation.y_range if view.activation is not None else (0.0, 1.0)
     text = np.array([[f"{x:.2f}" for x in row] for row in w.tolist()], dtype=object)
@@ -433,7 +304,6 @@ def monitor_figures(view: RunView) -> dict[str, Any]:
     charts are Vega-Lite: ``core.line_charts.monitor_line_charts``)."""
     out: dict[str, Any] = {}
     for ct in ("normal", "reduce"):
-        out[f"grid_{ct}"] = op_weights_grid(view, ct)
         out[f"heatmap_{ct}"] = op_weights_heatmap(view, ct)
         out[f"dot_{ct}"] = cell_dot(view, ct)
     out["changes"] = genotype_changes(view)

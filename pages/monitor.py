@@ -140,7 +140,7 @@ def _plot(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False, "displayModeBar": "hover"})
 
 
-def _line(chart, key: str) -> None:
+def _line(chart, key: str, stretch: bool = True) -> None:
     """A Vega-Lite line chart of core.line_charts and its caption, or why it is empty. Its spec
     stays the same while rows arrive, so the browser swaps the data in place each second. Each
     sits in a container of its own: Streamlit matches elements by their place in their block,
@@ -150,7 +150,7 @@ def _line(chart, key: str) -> None:
         if chart is None:
             st.caption(f"{figures.WAITING}.")
             return
-        st.vega_lite_chart(chart.full_spec(), key=key, width="stretch", theme=None)
+        st.vega_lite_chart(chart.full_spec(), key=key, width="stretch" if stretch else "content", theme=None)
         st.caption(chart.caption)
 
 
@@ -177,15 +177,17 @@ def _weights_panel(view, run_id: int) -> None:
             # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
             fit = c2.toggle("Zoom to data", key=f"wfit_{ct}_{run_id}",
                             help="y from 0 to the largest weight instead of the activation's range")
-            # Alphas change only at architecture steps: rebuild these two only when they did
-            # (the grid is the costliest figure, and the searches share the machine's cores).
+            # Alphas change only at architecture steps: rebuild these two only when they did. The
+            # grid's datasets are then the same bytes at every other refresh, and the browser
+            # leaves the chart alone.
             version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
             if mode == "Heatmap (latest)":
                 _plot(_memo(f"heat_{ct}_{run_id}", version,
                             lambda: figures.op_weights_heatmap(view, ct)), f"w_heat_{ct}")
             else:
-                _plot(_memo(f"grid_{ct}_{run_id}", version,
-                            lambda: figures.op_weights_grid(view, ct, fit_y=fit)), f"w_grid_{ct}")
+                _line(_memo(f"grid_{ct}_{run_id}", version,
+                            lambda: line_charts.op_weights_chart(view, ct, fit_y=fit)), f"w_grid_{ct}",
+                      stretch=False)
 
 
 def _genotype_index(view, run_id: int) -> int:

@@ -24,20 +24,17 @@ from core.store import RunStore  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
 
-# Largest point count of each Plotly chart (calcdata is decoded, unlike Plotly 7's base64
-# payloads), points drawn in each Vega-Lite chart (line vertices and symbols in its SVG) and the
-# number of drawn graphviz cells.
+# Points drawn in each Vega-Lite chart (line vertices and symbols in its SVG) and the number of
+# drawn graphviz cells.
 POINTS_JS = """() => ({
-  plots: [...document.querySelectorAll('.js-plotly-plot')].map(
-    p => (p.calcdata || []).reduce((m, t) => Math.max(m, (t && t.length) || 0), 0)),
   lines: [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')].map(c =>
     [...c.querySelectorAll('g.mark-line path')].reduce(
         (s, p) => s + ((p.getAttribute('d') || '').match(/[MLHV]/g) || []).length, 0)
     + c.querySelectorAll('g.mark-symbol path').length),
   svgs: document.querySelectorAll('[data-testid="stGraphVizChart"] svg').length })"""
-# The monitor's charts for darts-prime: the op-weight grid (Plotly); schedule, penalty, gap,
-# size, loss, accuracy (Vega-Lite).
-PLOTLY_CHARTS, LINE_CHARTS = 1, 6
+# The monitor's charts for darts-prime, all Vega-Lite: the op-weight grid, schedule, penalty,
+# gap, size, loss, accuracy.
+LINE_CHARTS = 7
 
 
 def rate(store: RunStore, run_id: int) -> float:
@@ -81,8 +78,7 @@ def main() -> None:
             panels_at = None
             while time.time() - clicked < 120:  # until every panel has points and the cells draw
                 counts = page.evaluate(POINTS_JS)
-                if (sum(1 for c in counts["plots"] if c >= 2) >= PLOTLY_CHARTS and counts["svgs"] >= 2
-                        and sum(1 for c in counts["lines"] if c >= 2) >= LINE_CHARTS):
+                if counts["svgs"] >= 2 and sum(1 for c in counts["lines"] if c >= 2) >= LINE_CHARTS:
                     panels_at = time.time() - clicked
                     break
                 page.wait_for_timeout(250)

@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             view.refresh()
             times["refresh"] = time.perf_counter() - t
             for name, fn in (
-                    ("op_weights_grid normal", lambda: figures.op_weights_grid(view, "normal")),
-                    ("op_weights_grid reduce", lambda: figures.op_weights_grid(view, "reduce")),
+                    ("op_weights_chart normal", lambda: line_charts.op_weights_chart(view, "normal")),
+                    ("op_weights_chart reduce", lambda: line_charts.op_weights_chart(view, "reduce")),
                     ("op_weights_heatmap normal", lambda: figures.op_weights_heatmap(view, "normal")),
                     ("op_weights_heatmap reduce", lambda: figures.op_weights_heatmap(view, "reduce")),
                     ("schedule_chart", lambda: line_charts.schedule_chart(view)),

@@ -17,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from streamlit.dataframe_util import convert_anything_to_arrow_bytes
 
 from core import figures as F
 from core import line_charts as L
@@ -127,8 +128,8 @@ def test_every_monitor_figure_is_valid(views, method):
     assert list(out["changes"].columns) == ["step", "cell", "node", "change"]
     charts = L.monitor_line_charts(view)
     admm = ["regularizer_2"] if method == "prime-admm" else []
-    assert sorted(charts) == sorted(["schedule", "regularizer_0", "regularizer_1", *admm, "size",
-                                     "loss", "accuracy"])
+    assert sorted(charts) == sorted(["weights_normal", "weights_reduce", "schedule", "regularizer_0",
+                                     "regularizer_1", *admm, "size", "loss", "accuracy"])
     for name, chart in charts.items():
         _vl_valid(chart)
         assert chart.spec["config"]["axis"]["gridColor"] == L.GRID and chart.caption, name
@@ -137,26 +138,37 @@ def test_every_monitor_figure_is_valid(views, method):
         assert used == set(chart.datasets), name  # every dataset is drawn, every layer has its data
 
 
+def _panels(chart: L.LineChart) -> list[dict]:
+    return [p for row in chart.spec["vconcat"] for p in row["hconcat"]]
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_grid_has_a_panel_per_edge_and_a_palette_colour_per_op(views, method):
     view = views[method]
     for ct in ("normal", "reduce"):
-        fig = F.op_weights_grid(view, ct)
-        op_traces = [t for t in fig.data if t.name in view.primitives]
-        panels = {(t.xaxis, t.yaxis) for t in op_traces}
+        chart = _vl_valid(L.op_weights_chart(view, ct))
+        panels = _panels(chart)
         assert len(panels) == 14 == view.n_edges
-        assert len(fig.layout.annotations) == 14  # one title per panel
-        assert {a.text for a in fig.layout.annotations} >= {"node 0 <- c_{k-2}", "node 3 <- node 2"}
-        for t in op_traces:
-            assert t.line.color == op_color(t.name) == OP_COLORS[t.name]
-        legend = [t.name for t in fig.data if t.showlegend is not False and t.name in view.primitives]
-        assert sorted(legend) == sorted(view.primitives)  # each op once in the legend
+        # lower-triangular: node i's row has its i + 2 inputs
+        assert [len(row["hconcat"]) for row in chart.spec["vconcat"]] == [2, 3, 4, 5]
+        titles = [p["title"]["text"] for p in panels]
+        assert titles[0] == "node 0 <- c_{k-2}" and titles[-1] == "node 3 <- node 2"
+        assert [p["layer"][0]["data"]["name"] for p in panels] == [f"e{e}" for e in range(14)]
+        # one colour scale (one legend): each op in its palette colour, then grey for pruned
+        scale = _layers(panels[0])[0]["encoding"]["color"]["scale"]
+        assert scale["domain"] == [*view.primitives, "pruned"]
+        assert scale["range"] == [*(OP_COLORS[op] for op in view.primitives), PRUNED_COLOR]
+        assert all(op_color(op) == OP_COLORS[op] for op in view.primitives)
+        for e in range(14):
+            rows = chart.datasets[f"e{e}"]
+            assert set(rows["op"]) == set(view.primitives)
+            assert rows["iteration"].max() == view.last_step  # weights hold between steps
+            last = rows[rows["iteration"] == view.alpha_steps[ct][-1]]
+            for op, value in zip(last["op"], last["value"]):  # the stored weights, as drawn
+                assert value == pytest.approx(view.alphas[ct][-1, e, view.primitives.index(op)], abs=1e-6)
         lo, hi = ACTIVATIONS.get(view.config["activation"]).y_range
-        for ax in (k for k in fig.layout.to_plotly_json() if k.startswith("yaxis")):
-            r = fig.layout[ax].range
-            assert r[0] <= lo and r[1] >= hi and r[1] - r[0] < 1.2 * (hi - lo)
-        # The lines end at the run's last iteration (weights hold between architecture steps).
-        assert max(max(t.x) for t in op_traces) == view.last_step
+        r = _layers(panels[0])[0]["encoding"]["y"]["scale"]["domain"]
+        assert r[0] <= lo and r[1] >= hi and r[1] - r[0] < 1.2 * (hi - lo)
     if view.config["activation"] == "crb":
         assert "none" not in view.primitives
 
@@ -165,23 +177,23 @@ def test_pruned_ops_are_grey_from_the_step_they_died(views):
     view = views["prime-crb"]
     assert len(view.pruned) > 0, "alpha_lr=0.2 should prune in the first architecture step"
     for ct in ("normal", "reduce"):
-        fig = F.op_weights_grid(view, ct)
+        chart = L.op_weights_chart(view, ct)
         events = view.pruned[view.pruned["cell_type"] == ct]
-        grey = [t for t in fig.data if t.name == "pruned"]
-        marks = [t for t in fig.data if t.name == "pruned at"]
-        assert len(grey) == len(marks) == events["edge"].nunique()
-        for t in grey:
-            assert t.line.color == PRUNED_COLOR and t.line.dash == "dot"
-        assert sum(len(t.x) for t in marks) == len(events)
-        assert sorted(x for t in marks for x in t.x) == sorted(events["step"].tolist())
-        assert all(t.marker.symbol == "x" for t in marks)
-        # A pruned op's coloured line stops where it died.
+        marks = chart.datasets["pruned"]
+        assert sorted(marks["iteration"]) == sorted(events["step"])
+        assert sorted(zip(marks["edge"], marks["op"])) == sorted(zip(events["edge"], events["op"]))
         for edge, op, died in events[["edge", "op", "step"]].itertuples(index=False):
-            label = F.edge_label(*F.edge_index(view.nodes)[edge])
-            line, = [t for t in fig.data if t.name == op and f"{label}, step" in t.hovertemplate]
-            assert max(line.x) == died
-    assert sum(1 for t in F.op_weights_grid(view, "normal").data
-               if t.name == "pruned" and t.showlegend is not False) == 1
+            rows = chart.datasets[f"e{edge}"]
+            rows = rows[rows["op"] == op]
+            # In colour up to the death step, grey and dotted from there on.
+            assert rows.loc[rows["series"] == op, "iteration"].max() == died
+            grey = rows[rows["series"] == "pruned"]
+            assert grey["iteration"].min() == died and grey["dead"].all()
+        assert f"{len(events)} op" in chart.caption
+    dash = _layers(_panels(chart)[0])[0]["encoding"]["strokeDash"]
+    assert dash["field"] == "dead" and dash["scale"]["range"][1] != [1, 0]
+    assert "pruned" in _series(chart)
+    assert L.op_weights_chart(view, "normal", fit_y=True).spec != chart.spec  # zoom: another y domain
 
 
 def test_heatmap_shows_the_weights_of_a_step(views):
@@ -202,10 +214,10 @@ def test_heatmap_shows_the_weights_of_a_step(views):
 
 # ---- schedule, regularizer, size, losses (Vega-Lite) ---------------------------------------------
 def _layers(spec: dict) -> list[dict]:
-    """Every leaf layer of a spec (nested layers flattened)."""
+    """Every leaf view of a spec (layers and concatenations flattened)."""
     out = []
-    for layer in spec.get("layer", []):
-        out += _layers(layer) if "layer" in layer else [layer]
+    for part in (*spec.get("layer", []), *spec.get("vconcat", []), *spec.get("hconcat", [])):
+        out += _layers(part) if any(k in part for k in ("layer", "vconcat", "hconcat")) else [part]
     return out
 
 
@@ -282,7 +294,7 @@ def test_line_chart_specs_stay_the_same_as_rows_arrive(tmp_path):
     short.refresh()
     long.refresh()
     a, b = L.monitor_line_charts(short), L.monitor_line_charts(long)
-    assert a.keys() == b.keys() and len(a) == 7
+    assert a.keys() == b.keys() and len(a) == 9
     for name in a:
         assert a[name].spec_json() == b[name].spec_json(), name
         assert sum(map(len, b[name].datasets.values())) > sum(map(len, a[name].datasets.values())), name
@@ -361,8 +373,7 @@ def test_empty_and_unread_runs_wait(tmp_path):
     missing = RunView(store, 12345)
     missing.refresh()
     for view in (fresh, unread, missing):
-        for fig in (F.op_weights_grid(view, "normal"), F.op_weights_heatmap(view, "reduce")):
-            assert _waiting(_valid(fig))
+        assert _waiting(_valid(F.op_weights_heatmap(view, "reduce")))
         assert L.monitor_line_charts(view) == {}
         assert F.genotype_changes(view).empty
         assert F.WAITING in F.cell_dot(view, "normal")
@@ -399,23 +410,23 @@ def test_long_run_figures_stay_bounded(long_view):
             continue
         for t in fig.data:
             n = len(t.x) if t.x is not None else 0
-            if name.startswith("grid"):
-                assert n <= F.GRID_MAX_POINTS + 1 or t.name == "pruned", (name, t.name, n)
-            elif t.type == "scatter":
+            if t.type == "scatter":
                 assert n <= F.MAX_POINTS, (name, t.name, n)
     for name, chart in L.monitor_line_charts(view).items():
         for key, df in chart.datasets.items():
-            if key == "arch":
+            if name.startswith("weights") and key != "pruned":  # a line per op on each edge
+                assert df.groupby(["op", "series"]).size().max() <= L.GRID_MAX_POINTS, (name, key)
+            elif key == "arch":
                 assert len(df) == view.arch_steps  # markers stay exact (under MAX_MARKERS)
             elif key in ("updates", "residuals"):
                 assert len(df) == len(view.admm) * (2 if key == "residuals" else 1)
             else:  # the penalty terms hold two series of up to MAX_POINTS each
                 assert len(df) <= F.MAX_POINTS * df["series"].nunique() if "series" in df else \
                     len(df) <= F.MAX_POINTS, (name, key, len(df))
-    grid = F.op_weights_grid(view, "normal")
-    marks = [x for t in grid.data if t.name == "pruned at" for x in t.x]
+    grid = L.op_weights_chart(view, "normal")
+    marks = grid.datasets["pruned"]["iteration"]
     assert sorted(marks) == sorted(view.pruned.loc[view.pruned["cell_type"] == "normal", "step"])
-    size = sum(len(f.to_json()) for f in F.monitor_figures(view).values() if isinstance(f, go.Figure))
-    size += sum(len(df.to_json(orient="values")) for c in L.monitor_line_charts(view).values()
-                for df in c.datasets.values())
-    assert size < 3_000_000  # what a page sends per refresh (the chart data as JSON: an upper bound)
+    # What a page sends per refresh: its charts' Arrow data (the grid of one cell type at a time).
+    sent = sum(len(convert_anything_to_arrow_bytes(df)) for name, c in L.monitor_line_charts(view).items()
+               if name != "weights_reduce" for df in c.datasets.values())
+    assert sent < 1_000_000, sent
