@@ -1,7 +1,7 @@
 """Iterations/s of the demo search run from the CLI versus the same search launched from the
 browser and watched live on the Monitor page (issue 3: the app must keep >= 90%).
 
-    python scripts/app_vs_cli.py [--preset demo] [--method darts-prime]
+    python scripts/app_vs_cli.py [--preset demo] [--method darts-prime] [--settle 3] [--pairs 3]
 
 With --concurrent both searches run at once, under the same load. Both rates come from the
 run's own stored step times (iterations after the first, divided by
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,26 +43,21 @@ def rate(store: RunStore, run_id: int) -> float:
     return (len(df) - 1) / float(df["time"].iloc[-1] - df["time"].iloc[0])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="demo")
-    ap.add_argument("--method", default="darts-prime")
-    ap.add_argument("--concurrent", action="store_true",
-                    help="run the CLI search at the same time as the app's, so both see the same "
-                         "machine load (for a busy machine); default: one after the other")
-    ap.add_argument("--settle", type=float, default=0.0,
-                    help="seconds between the Home page showing its button and the click (a "
-                         "person reading the page; the app's spare search process starts with "
-                         "the first page load); default 0: click at once")
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+def cli_run(tmp: Path, args) -> subprocess.Popen:
+    db = tmp / "cli.sqlite"
+    return subprocess.Popen([sys.executable, "-m", "core", "--db", str(db), "search", "--preset",
+                             args.preset, "--method", args.method, "--quiet"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL)
 
-    cli_db = tmp / "cli.sqlite"
-    cli = subprocess.Popen([sys.executable, "-m", "core", "--db", str(cli_db), "search", "--preset",
-                            args.preset, "--method", args.method, "--quiet"], cwd=ROOT)
-    if not args.concurrent:
-        cli.wait()
 
+def cli_rate(tmp: Path) -> float:
+    store = RunStore(tmp / "cli.sqlite")
+    return rate(store, store.list_runs()[0].id)
+
+
+def app_run(tmp: Path, args) -> tuple[float | None, float, str]:
+    """Clicks "Run the demo" and watches the Monitor until the run ends: (seconds until every
+    panel has points and both cells are drawn, the run's iterations/s, its status)."""
     app_db = tmp / "app.sqlite"
     with app_server({"PRIME_EXPLORER_DB": str(app_db), "PRIME_EXPLORER_DEMO_PRESET": args.preset}) as url:
         from playwright.sync_api import sync_playwright
@@ -91,13 +87,42 @@ def main() -> None:
                 time.sleep(2)
             browser.close()
     run = store.list_runs()[0]
-    app_rate = rate(store, run.id)
-    cli.wait()
-    cli_store = RunStore(cli_db)
-    cli_rate = rate(cli_store, cli_store.list_runs()[0].id)
-    print(json.dumps({"settle": args.settle, "seconds_to_all_panels": panels_at and round(panels_at, 1),
-                      "cli_iters_per_s": round(cli_rate, 4), "app_iters_per_s": round(app_rate, 4),
-                      "ratio": round(app_rate / cli_rate, 3), "app_status": run.status}))
+    return panels_at, rate(store, run.id), run.status
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="demo")
+    ap.add_argument("--method", default="darts-prime")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="run the CLI search at the same time as the app's, so both see the same "
+                         "machine load (for a busy machine); default: one after the other")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds between the Home page showing its button and the click (a "
+                         "person reading the page; the app's spare search process starts with "
+                         "the first page load); default 0: click at once")
+    ap.add_argument("--pairs", type=int, default=1,
+                    help="CLI then app, this many times in turn; prints each pair and the medians "
+                         "(a noisy machine drifts over minutes: pairs next to each other compare)")
+    args = ap.parse_args()
+    results = []
+    for _ in range(max(1, args.pairs)):
+        tmp = Path(tempfile.mkdtemp())
+        cli = cli_run(tmp, args)
+        if not args.concurrent:
+            cli.wait()
+        panels_at, app_rate, status = app_run(tmp, args)
+        cli.wait()
+        r = {"settle": args.settle, "seconds_to_all_panels": panels_at and round(panels_at, 1),
+             "cli_iters_per_s": round(cli_rate(tmp), 4), "app_iters_per_s": round(app_rate, 4),
+             "app_status": status}
+        r["ratio"] = round(r["app_iters_per_s"] / r["cli_iters_per_s"], 3)
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    if len(results) > 1:
+        med = {k: statistics.median(r[k] for r in results if r[k] is not None)
+               for k in ("ratio", "seconds_to_all_panels", "cli_iters_per_s", "app_iters_per_s")}
+        print(json.dumps({"pairs": len(results), **{f"median_{k}": round(v, 3) for k, v in med.items()}}))
 
 
 if __name__ == "__main__":
