@@ -129,17 +129,34 @@ GRID_MAX_POINTS = 400
 PANEL_WIDTH, PANEL_HEIGHT = 145, 80
 
 
-def _weights_rows(x: np.ndarray, y: np.ndarray, op: str, died: int | None, max_points: int) -> list[pd.DataFrame]:
-    """One op's line on one edge: in the op's colour up to the step it died, then as "pruned"."""
+def _weights_rows(x: np.ndarray, y: np.ndarray, k: int, died: int | None, max_points: int
+                  ) -> list[tuple[np.ndarray, np.ndarray, int, bool]]:
+    """One op's line on one edge as (iterations, values, op index, dead) parts: in the op's colour
+    up to the step it died, then grey as "pruned"."""
+    if died is None:
+        return [(*sample(x, y, max_points), k, False)]
     parts = []
-    alive = x <= died if died is not None else np.ones(len(x), bool)
-    for keep, series, dead in ((alive, op, False), (x >= died if died is not None else None, "pruned", True)):
-        if keep is None or not keep.any():
-            continue
-        xs, ys = sample(x[keep], y[keep], max_points)
-        parts.append(pd.DataFrame({"iteration": xs.astype(np.int64), "value": ys.astype(np.float64),
-                                   "op": op, "series": series, "dead": dead}))
+    for keep, dead in ((x <= died, False), (x >= died, True)):
+        if keep.any():
+            parts.append((*sample(x[keep], y[keep], max_points), k, dead))
     return parts
+
+
+def _edge_frame(parts: list[tuple[np.ndarray, np.ndarray, int, bool]], ops: pd.CategoricalDtype,
+                series: pd.CategoricalDtype) -> pd.DataFrame:
+    """One edge's lines as one table, built from arrays at once (a DataFrame per op and part took
+    ~0.19 s per cell grid on a 20,000-iteration run). 32-bit numbers and categorical names: a
+    fifth of the Arrow bytes of 64-bit numbers and strings."""
+    n = [len(p[0]) for p in parts]
+    k = np.repeat([p[2] for p in parts], n)
+    dead = np.repeat([p[3] for p in parts], n)
+    n_ops = len(ops.categories)
+    return pd.DataFrame({
+        "iteration": np.concatenate([p[0] for p in parts]).astype(np.int32),
+        "value": np.concatenate([p[1] for p in parts]).astype(np.float32),
+        "op": pd.Categorical.from_codes(k, dtype=ops),
+        "series": pd.Categorical.from_codes(np.where(dead, n_ops, k), dtype=series),
+        "dead": dead})
 
 
 def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
@@ -177,14 +194,11 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
             if extend:
                 y = np.append(y, y[-1])
             d = died.get((e, op))
-            parts += _weights_rows(x, y, op, d, max_points)
+            parts += _weights_rows(x, y, k, d, max_points)
             if d is not None:
                 at = min(int(np.searchsorted(x, d)), len(y) - 1)
                 marks.append({"edge": e, "iteration": d, "value": float(y[at]), "op": op})
-        # 32-bit numbers and categorical names: a fifth of the Arrow bytes sent per refresh
-        # (a 20,000-iteration run's grid: 1.6 MB of Arrow with 64-bit numbers and strings).
-        datasets[f"e{e}"] = pd.concat(parts, ignore_index=True).astype(
-            {"iteration": "int32", "value": "float32", "op": ops, "series": series})
+        datasets[f"e{e}"] = _edge_frame(parts, ops, series)
     datasets["pruned"] = pd.DataFrame(marks, columns=["edge", "iteration", "value", "op"]).astype(
         {"edge": "int64", "iteration": "int64", "value": "float64"})
 
