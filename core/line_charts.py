@@ -1,10 +1,12 @@
-"""Vega-Lite specs of the monitor's line charts: the schedule, the regularizers, the architecture
-size, the losses and accuracies (ALGORITHMS.md "What to plot, live", panels 2, 3, 4 and 5).
+"""Vega-Lite specs of the monitor's line charts: the per-edge operation weights, the schedule,
+the regularizers, the architecture size, the losses and accuracies (ALGORITHMS.md "What to plot,
+live", panels 1 to 5; the weights' heatmap and the cells are in ``core.figures``).
 
-These charts gain a point every second while a run is live, so they are Vega-Lite rather than
-Plotly: Streamlit remounts a Plotly chart whenever its figure changes (~80 ms of browser time per
-chart per refresh in a CDP profile of the monitor), while its Vega-Lite element keeps the view
-and swaps only the named datasets whose bytes changed, as long as the spec is the same. So each
+These charts change while a run is live, so they are Vega-Lite rather than Plotly: Streamlit
+remounts a Plotly chart whenever its figure changes (~80 ms of browser time per line chart per
+refresh in a CDP profile of the monitor, and the Plotly weight grid held 4.1 s of 20 s of the
+page's main thread), while its Vega-Lite element keeps the view and swaps only the named
+datasets whose bytes changed, as long as the spec is the same. So each
 spec here depends on the run's config only, never on its rows: everything that grows (points,
 marker sizes) is in ``spec["datasets"]``, and counts go to the chart's caption. In a throwaway
 app with four live 2-line charts, Chromium used 0.16-0.18 core with Vega-Lite against 0.29-0.33
@@ -123,7 +125,7 @@ def _marker_size(n: int) -> int:
 
 
 # ---- operation weights ------------------------------------------------------------------------
-# Each grid panel is a few hundred pixels wide: fewer points per line keep the page light.
+# Each grid panel is 145 px wide: fewer points per line keep the page light.
 GRID_MAX_POINTS = 400
 # The grid's panels in pixels: five columns (the last node's inputs) fit a centred page.
 PANEL_WIDTH, PANEL_HEIGHT = 145, 80
@@ -165,8 +167,8 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
     (c_{k-2}, c_{k-1}, node 0, ...), lower-triangular. One line per op in its palette colour (one
     legend); a pruned op turns grey and dotted from the step it died, with an x there. The
     weights hold between architecture steps, so the lines run to the run's last iteration. y:
-    the activation's ``y_range``, or with ``fit_y`` from its bottom to the largest weight (softmax
-    shares sit near 1/ops for a long time). One dataset per edge (``e0``, ``e1``, ...)."""
+    the activation's ``y_range``, or with ``fit_y`` from its bottom to the largest weight drawn
+    (softmax shares sit near 1/ops for a long time). One dataset per edge (``e0``, ``e1``, ...)."""
     nodes = view.nodes
     steps, w = view.alpha_steps.get(cell_type), view.alphas.get(cell_type)
     if steps is None or len(steps) == 0 or w is None or w.ndim != 3:
@@ -181,13 +183,11 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
     died = {(int(e), str(o)): int(s) for s, e, o in
             zip(pruned["step"], pruned["edge"], pruned["op"])} if len(pruned) else {}
     yr = y_range(view)
-    if fit_y:
-        top = float(np.nanmax(w)) if w.size else 1.0
-        yr = [yr[0], min(yr[1], top * 1.08) if np.isfinite(top) and top > 0 else yr[1]]
     datasets: dict[str, pd.DataFrame] = {}
     marks = []
     ops, series = pd.CategoricalDtype(prims), pd.CategoricalDtype([*prims, "pruned"])
-    for e in range(min(w.shape[1], len(edge_index(nodes)))):
+    n_edges = min(w.shape[1], len(edge_index(nodes)))
+    for e in range(n_edges):
         parts = []
         for k, op in enumerate(prims):
             y = w[:, e, k]
@@ -202,14 +202,15 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
     datasets["pruned"] = pd.DataFrame(marks, columns=["edge", "iteration", "value", "op"]).astype(
         {"edge": "int64", "iteration": "int64", "value": "float64"})
 
+    # Zoomed, the top follows the data (in the browser: the spec stays the same as weights move).
+    scale = {"domainMin": round(yr[0], 4)} if fit_y else {"domain": [round(v, 4) for v in yr]}
     y = {"field": "value", "type": "quantitative", "title": None,
-         "scale": {"domain": [round(v, 4) for v in yr], "nice": False, "zero": False},
-         "axis": {"tickCount": 3, "labelFontSize": 9}}
+         "scale": {**scale, "nice": False, "zero": False}, "axis": {"tickCount": 3, "labelFontSize": 9}}
     xe = {**X, "title": None, "axis": {"format": "d", "tickCount": 3, "labelFontSize": 9, "labelFlush": True}}
     domain = [*prims, "pruned"]
     colors = [*(op_color(op) for op in prims), PRUNED_COLOR]
     rows = []
-    for i, row in enumerate(_rows_of(edge_index(nodes), len(datasets) - 1)):
+    for row in _rows_of(edge_index(nodes), n_edges):
         panels = []
         for e, (node, j) in row:
             line = {"data": {"name": f"e{e}"},
