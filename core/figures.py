@@ -25,9 +25,10 @@ MAX_POINTS = 1500
 WAITING = "waiting for the first iterations"
 # The look of every chart (Plotly's plotly_white), written into each layout instead of set by a
 # template: plotly.js applies a template attribute by attribute on every draw, and Streamlit's
-# "streamlit" theme adds one more, while the monitor redraws several charts a second. In headless
-# Chromium the schedule chart (Plotly then) drew in ~77 ms with the plotly_white template and ~30 ms with the
-# same values inline (the op-weight grid: ~480 ms and ~220 ms). Pages pass theme=None.
+# "streamlit" theme adds one more, at every redraw (the Compare page's live refreshes). In headless
+# Chromium the schedule chart (Plotly then) drew in ~77 ms with the plotly_white template and
+# ~30 ms with the same values inline (the op-weight grid: ~480 ms and ~220 ms). Pages pass
+# theme=None; core.line_charts takes the same colours for the monitor's Vega-Lite charts.
 # Axes also skip automargin (a second layout pass after measuring the labels: ~30 ms down to
 # ~20 ms): the margins in MARGIN hold the tick labels, and a chart with long labels (the heatmap)
 # turns it back on.

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.figures import MAX_POINTS, edge_index, edge_label, op_names, sample, y_range
+from core.figures import AXIS_LOOK, LOOK, MAX_POINTS, edge_index, edge_label, op_names, sample, y_range
 from core.live import RunView
 from core.palette import PRUNED_COLOR, op_color
 
 # The look of the Plotly charts (core.figures.LOOK), as Vega-Lite config; pages pass theme=None.
-TEXT = "#2a3f5f"
-GRID = "#EBF0F8"
+TEXT = LOOK["font"]["color"]
+GRID = AXIS_LOOK["gridcolor"]
 CONFIG = {
     "background": "white",
     "view": {"stroke": None},
@@ -324,7 +324,7 @@ def schedule_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | N
         right.append(_series({"data": {"values": [{}]},
                               "mark": {"type": "rule", "strokeDash": [2, 3], "strokeWidth": 1},
                               "encoding": {"y": {"datum": target, "type": "quantitative"}}}, domain[-1]))
-    # The first colour encoding names the domain; the layers' datum colours then share it.
+    # The first layer's colour names the domain; the other layers' series share its scale.
     left[0]["encoding"]["color"].update(scale={"domain": domain, "range": colors}, legend={"columns": 3})
     spec = _chart("Schedule: gradient signal and architecture steps",
                   [{"layer": left}, {"layer": right}], height=HEIGHT + 40,
@@ -390,7 +390,7 @@ def regularizer_charts(view: RunView, max_points: int = MAX_POINTS) -> list[Line
         st_ = admm["step"].to_numpy()
         res = _long([(n, st_, admm[c].to_numpy(np.float64)) for n, c in zip(names, ("admm_primal", "admm_dual"))])
         note = pd.DataFrame({"text": [] if len(admm) else
-                             ["no ADMM update yet" + (f" (every {every} architecture steps)" if every else "")]})
+                             ["no ADMM update yet" + (f" (every {_count(int(every), 'architecture step')})" if every else "")]})
         charts.append(LineChart(_chart(
             "ADMM residuals", [
                 {"data": {"name": "updates"}, "mark": {"type": "rule", "strokeDash": [2, 3], "color": "#bdbdbd"},
