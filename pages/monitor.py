@@ -150,7 +150,7 @@ def _line(chart, key: str, stretch: bool = True) -> None:
         if chart is None:
             st.caption(f"{figures.WAITING}.")
             return
-        st.vega_lite_chart(chart.full_spec(), key=key, width="stretch" if stretch else "content", theme=None)
+        st.vega_lite_chart(chart.arrow_spec(), key=key, width="stretch" if stretch else "content", theme=None)
         st.caption(chart.caption)
 
 

@@ -319,6 +319,16 @@ def _with(g: Genotype, cell: str, k: int, pair) -> Genotype:
     return dataclasses.replace(g, **{cell: tuple(pairs)})
 
 
+def test_arrow_spec_is_what_streamlit_would_send_converted_once(views):
+    view = views["prime-admm"]  # every chart of the monitor, the ADMM residuals included
+    for name, chart in L.monitor_line_charts(view).items():
+        spec = chart.arrow_spec()
+        assert {k: v for k, v in spec.items() if k != "datasets"} == chart.spec, name
+        # the same bytes Streamlit makes of each DataFrame, so an unchanged chart hashes the same
+        assert spec["datasets"] == {k: convert_anything_to_arrow_bytes(df) for k, df in chart.datasets.items()}, name
+        assert all(a is b for a, b in zip(spec["datasets"].values(), chart.arrow_spec()["datasets"].values()))
+
+
 def test_genotype_change_log(tmp_path):
     g0 = DARTS_V2
     g1 = _with(g0, "normal", 7, ("sep_conv_3x3", 2))        # node 3: dil_conv_3x3 <- 2 changes op
