@@ -270,7 +270,9 @@ def genotype_changes(view: RunView) -> pd.DataFrame:
 
 def cell_dot(view: RunView, cell_type: str, index: int = -1) -> str:
     """Graphviz DOT of the index-th stored genotype's cell (python indexing, clamped); edges
-    carry op and weight. Before the first genotype: a one-node graph that says so."""
+    carry op and weight. Before the first genotype: a one-node graph that says so. Node ids
+    carry the genotype's index, so that the browser draws each genotype afresh instead of
+    preparing a morph from the previous one (``Genotype.to_dot``'s ``redraw``)."""
     g = view.genotype(index)
     if g is None:
         return ('digraph cell { bgcolor="transparent"; node [shape=plaintext, fontname="Helvetica", '
@@ -278,7 +280,7 @@ def cell_dot(view: RunView, cell_type: str, index: int = -1) -> str:
     n = len(view.genotypes)
     i = min(max(index if index >= 0 else n + index, 0), n - 1)
     step = int(view.genotypes["step"].iloc[i])
-    return g.to_dot(cell_type, title=f"{cell_type} cell at iteration {step}")
+    return g.to_dot(cell_type, title=f"{cell_type} cell at iteration {step}", redraw=str(i))
 
 
 # ---- comparison ---------------------------------------------------------------------------

@@ -143,8 +143,15 @@ class Genotype:
             g.add_edge(_state_name(s), "c_{k}", op="concat", weight=None)
         return g
 
-    def to_dot(self, cell_type: str, title: str | None = None) -> str:
-        """Graphviz DOT of one cell; edge colours come from the one op palette."""
+    def to_dot(self, cell_type: str, title: str | None = None, redraw: str | None = None) -> str:
+        """Graphviz DOT of one cell; edge colours come from the one op palette.
+
+        ``redraw``: a tag added to every node id (the labels stay the names), for a drawing that
+        replaces another in the browser. d3-graphviz, behind ``st.graphviz_chart``, matches a new
+        drawing's nodes and edges to the old one's by id and, for each match, samples both paths
+        at every pixel to prepare a morph it never plays without a transition: in a throwaway
+        app that redrew two cells each second this held Chromium's renderer at 0.33 core, and
+        0.10 with ids tagged by the drawing."""
         g = self.to_networkx(cell_type)
         lines = [
             "digraph cell {",
@@ -154,6 +161,10 @@ class Genotype:
         ]
         if title:
             lines.append(f'  label="{_esc(title)}"; labelloc=t; fontname="Helvetica";')
+
+        def node(n: str) -> str:
+            return f'"{_esc(n)}"' if redraw is None else f'"{_esc(n)}@{_esc(redraw)}"'
+
         for n, data in g.nodes(data=True):
             if data["kind"] == "input":
                 attrs = 'fillcolor="#a1d99b"'
@@ -161,14 +172,16 @@ class Genotype:
                 attrs = 'fillcolor="#fdd0a2"'
             else:
                 attrs = 'fillcolor="#c6dbef", shape=box'
-            lines.append(f'  "{_esc(n)}" [{attrs}];')
+            if redraw is not None:
+                attrs = f'label="{_esc(n)}", {attrs}'
+            lines.append(f"  {node(n)} [{attrs}];")
         for u, v, data in g.edges(data=True):
             if data["op"] == "concat":
-                lines.append(f'  "{_esc(u)}" -> "{_esc(v)}" [color="#969696", style=dashed];')
+                lines.append(f'  {node(u)} -> {node(v)} [color="#969696", style=dashed];')
                 continue
             label = data["op"] if data["weight"] is None else f"{data['op']}\\n{data['weight']:.2f}"
             c = op_color(data["op"])
-            lines.append(f'  "{_esc(u)}" -> "{_esc(v)}" [label="{label}", color="{c}", '
+            lines.append(f'  {node(u)} -> {node(v)} [label="{label}", color="{c}", '
                          f'fontcolor="{c}", penwidth=2];')
         lines.append("}")
         return "\n".join(lines)

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import altair as alt
@@ -359,6 +360,21 @@ def test_cell_dot_labels_ops_and_weights(views, tmp_path):
     assert F.cell_dot(view, "normal", index=10_000) == dot  # clamped
     plain = _genotype_store(tmp_path, [DARTS_V1])
     assert "sep_conv_3x3" in F.cell_dot(plain, "normal")
+
+
+def test_cell_dot_of_each_genotype_has_its_own_node_ids(tmp_path):
+    # d3-graphviz prepares a morph between drawings whose node ids match (0.33 core in Chromium
+    # for two cells redrawn each second); the monitor's cells share none, with the same labels.
+    view = _genotype_store(tmp_path, [DARTS_V1, DARTS_V2])
+    node = re.compile(r'^  "([^"]+)" \[(?:label="([^"]+)", )?', re.M)
+    plain = {m.group(1) for m in node.finditer(DARTS_V2.to_dot("normal"))}
+    assert plain == {"c_{k-2}", "c_{k-1}", "0", "1", "2", "3", "c_{k}"}
+    drawn = [dict(node.findall(F.cell_dot(view, "normal", index=i))) for i in (0, 1)]
+    for ids in drawn:
+        assert set(ids.values()) == plain  # the same names are shown
+    assert not set(drawn[0]) & set(drawn[1])
+    edges = re.findall(r'^  "([^"]+)" -> "([^"]+)"', F.cell_dot(view, "normal", index=1), re.M)
+    assert len(edges) == 8 + 4 and {x for e in edges for x in e} == set(drawn[1])
 
 
 def test_agreement():
