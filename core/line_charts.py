@@ -257,7 +257,12 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
             "title": {"text": f"{cell_type.capitalize()} cell: operation weights"},
             "config": {**copy.deepcopy(CONFIG), "concat": {"spacing": 8}},
             "vconcat": rows, "spacing": 10,
-            "resolve": {"scale": {"x": "shared", "y": "shared", "color": "shared"}}}
+            "resolve": {"scale": {"x": "shared", "y": "shared", "color": "shared"}},
+            # Drawn on a canvas: as SVG the grid was ~1,900 of the monitor's ~3,900 page nodes,
+            # which every style and layout pass of the page walks at each refresh. Alternating
+            # the two while the demo was watched, Chromium's renderer used 0.41-0.50 core with a
+            # canvas against 0.51-0.60 with SVG, its GPU process 0.10-0.13 against 0.14-0.21.
+            "usermeta": {"embedOptions": {"renderer": "canvas"}}}
     n_pruned = len(marks)
     caption = (f"weights at {_count(len(steps), 'architecture step')}, up to iteration {int(x[-1])}"
                + (f"; {_count(n_pruned, 'op')} pruned" if n_pruned else ""))

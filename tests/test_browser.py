@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.serve import CHARTS_JS
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,14 +43,6 @@ if sync_playwright is None or not os.path.exists(CHROMIUM):
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run",
                "--disable-dev-shm-usage"]
-
-# Points drawn per Vega-Lite chart on the page (the monitor's line charts, drawn as SVG): the
-# vertices of every line path plus every symbol.
-POINTS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]')).map(c =>
-    Array.from(c.querySelectorAll('g.mark-line path')).reduce(
-        (s, p) => s + ((p.getAttribute('d') || '').match(/[MLHV]/g) || []).length, 0)
-    + c.querySelectorAll('g.mark-symbol path').length)"""
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -129,7 +123,7 @@ def _shot(page, name: str) -> None:
         page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'))
             .every(c => c.querySelectorAll('.main-svg .trace, .main-svg .annotation').length > 0)
             && Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
-            .every(c => c.querySelectorAll('g.mark-line, g.mark-symbol').length > 0)""",
+            .every(c => c.querySelectorAll('g.mark-line, g.mark-symbol, canvas.marks').length > 0)""",
                                timeout=20_000)
     except PlaywrightTimeout:
         pass  # take the shot anyway: an empty chart in it is what a reader should see
@@ -175,16 +169,21 @@ def test_demo_runs_live_in_the_browser(server, page):
     page.get_by_text("Operation weights per edge").wait_for()
 
     # The accuracy chart (the page's last line chart) gains points over several refreshes.
-    page.wait_for_function(f"() => ({POINTS_JS})().length >= 7")
-    # A chart whose spec stays the same gets its new data in place: count the line charts' SVGs
-    # drawn afresh from here on (a remount at every refresh would add one per chart each time).
-    page.evaluate("""() => { window.__drawn = 0; new MutationObserver(ms => ms.forEach(m => m.addedNodes
-        .forEach(n => { if (n.nodeType === 1 && (n.matches('svg.marks') || n.querySelector('svg.marks')))
+    page.wait_for_function(f"() => ({CHARTS_JS})().length >= 7")
+    # The weight grid is drawn on a canvas (the first chart), the others as SVG.
+    page.wait_for_function(f"() => ({CHARTS_JS})()[0].ink > 0")
+    grid_first = page.evaluate(CHARTS_JS)[0]["canvas"]
+    assert grid_first is not None
+    # A chart whose spec stays the same gets its new data in place: count the charts drawn
+    # afresh from here on (a remount at every refresh would add one per chart each time).
+    page.evaluate("""() => { window.__drawn = 0; const fresh = 'svg.marks, canvas.marks';
+        new MutationObserver(ms => ms.forEach(m => m.addedNodes
+        .forEach(n => { if (n.nodeType === 1 && (n.matches(fresh) || n.querySelector(fresh)))
                           window.__drawn++; }))).observe(document.body, {childList: true, subtree: true}); }""")
     seen: list[int] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        counts = page.evaluate(POINTS_JS)
+        counts = [c["points"] for c in page.evaluate(CHARTS_JS)]
         if counts:
             if not seen or counts[-1] != seen[-1]:
                 seen.append(counts[-1])
@@ -208,8 +207,10 @@ def test_demo_runs_live_in_the_browser(server, page):
     # The run finishes; the page stops refreshing and keeps every chart.
     page.get_by_text(f"{DEMO_ITERATIONS} / {DEMO_ITERATIONS} iterations").first.wait_for(timeout=180_000)
     page.wait_for_function("() => !document.body.innerText.includes('Live ·')", timeout=30_000)
-    counts = page.evaluate(POINTS_JS)
-    assert len(counts) >= 7 and all(c > 0 for c in counts), counts
+    charts = page.evaluate(CHARTS_JS)
+    assert len(charts) >= 7 and charts[0]["ink"] > 0 and all(c["points"] > 0 for c in charts[1:]), charts
+    # the grid drew the architecture steps taken since it first showed
+    assert charts[0]["canvas"] != grid_first
     _no_exceptions(page)
     _shot(page, "03_monitor_finished")
     page.set_viewport_size({"width": 1400, "height": 1000})
