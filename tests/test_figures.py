@@ -455,6 +455,6 @@ def test_long_run_figures_stay_bounded(long_view):
     marks = grid.datasets["pruned"]["iteration"]
     assert sorted(marks) == sorted(view.pruned.loc[view.pruned["cell_type"] == "normal", "step"])
     # What a page sends per refresh: its charts' Arrow data (the grid of one cell type at a time).
-    sent = sum(len(convert_anything_to_arrow_bytes(df)) for name, c in L.monitor_line_charts(view).items()
-               if name != "weights_reduce" for df in c.datasets.values())
+    sent = sum(len(b) for name, c in L.monitor_line_charts(view).items()
+               if name != "weights_reduce" for b in c.arrow_spec()["datasets"].values())
     assert sent < 1_000_000, sent
