@@ -11,7 +11,11 @@ uses its own torch thread count, and a crash in native code cannot take the app 
 Control goes over the child's stdin (``core.worker``); a child that dies without writing its
 status is marked failed with the end of its stderr. Runs queue when more than
 ``max_concurrent`` are asked for. With ``spare=True`` (the app) one worker is kept started with
-torch imported, waiting for a run: a search launched from the browser starts ~3 s sooner.
+torch imported, waiting for a run: a search launched from the browser starts ~3 s sooner. A
+spare is started when the manager is made, when the last live run ends, and when a page asks
+for one (``prepare_spare``, the Launch page) -- not when one is handed to a run: importing torch
+takes 4-7 s of a core, which a 2-core machine would otherwise take from the search just started
+and the browser drawing its first charts.
 """
 from __future__ import annotations
 
@@ -120,11 +124,13 @@ class RunManager:
             except OSError:
                 spare = None
             else:
-                self._refill_spare()
                 return spare
-        proc = self._popen(["--run", str(h.run_id)] + (["--resume"] if h.resume else []))
-        self._refill_spare()
-        return proc
+        return self._popen(["--run", str(h.run_id)] + (["--resume"] if h.resume else []))
+
+    def prepare_spare(self) -> None:
+        """Starts a spare worker if none waits (a page where a launch is likely asks for it)."""
+        with self._lock:
+            self._refill_spare()
 
     def _refill_spare(self) -> None:
         if self._keep_spare and not self._closed and self._spare is None:
@@ -167,6 +173,9 @@ class RunManager:
         finally:
             h.done.set()
             self._pump()
+            with self._lock:
+                if not any(hh.alive() for hh in self._handles.values()) and not self._queue:
+                    self._refill_spare()
 
     @staticmethod
     def _close_spare(spare: subprocess.Popen) -> None:

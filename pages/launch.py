@@ -225,6 +225,7 @@ n2.text_input("Group", key="run_group", placeholder="optional, e.g. schedule-abl
               help="Runs in one group can be filtered and compared together.")
 
 manager = app_state.get_manager()
+manager.prepare_spare()  # a search started from here begins without importing torch first
 live = manager.live_runs()
 if live:
     st.caption(f"{len(live)} run(s) live; {manager.max_concurrent} run at once, more wait in a queue.")

@@ -260,16 +260,23 @@ def test_runner_runs_each_search_in_its_own_process(store):
         mgr.shutdown()
 
 
-def test_runner_spare_process_takes_the_next_run_and_is_replaced(store):
+def test_runner_spare_process_takes_the_next_run_and_is_replaced_once_idle(store):
     mgr = RunManager(store, spare=True)
     try:
         spare = mgr._spare
         assert spare is not None and spare.poll() is None
         rid = mgr.start(make_config("tiny", "darts", epochs=1, iters_per_epoch=3))
+        # no second torch import next to the starting search
+        assert mgr.is_live(rid) and mgr._spare is None
         assert mgr.wait(rid, 120)
         assert store.get_run(rid).status == "finished" and store.get_run(rid).pid == spare.pid
-        assert mgr._spare is not None and mgr._spare.pid != spare.pid  # a new one waits
+        deadline = time.monotonic() + 10
+        while mgr._spare is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mgr._spare is not None and mgr._spare.pid != spare.pid  # idle again: a new one waits
         waiting = mgr._spare
+        mgr.prepare_spare()
+        assert mgr._spare is waiting  # one spare at most
     finally:
         mgr.shutdown()
     assert waiting.wait(10) == 0 and mgr._spare is None  # closed at shutdown, store untouched
