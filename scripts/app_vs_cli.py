@@ -153,7 +153,8 @@ def main() -> None:
             cli.wait()
         moving_at, all_at, app_rate, status = app_run(tmp, args)
         cli.wait()
-        r = {"settle": args.settle, "height": args.height, "seconds_to_panels_moving": moving_at and round(moving_at, 1),
+        r = {"settle": args.settle, "height": args.height,
+             "seconds_to_panels_moving": moving_at and round(moving_at, 1),
              "seconds_to_every_chart": all_at and round(all_at, 1),
              "cli_iters_per_s": round(cli_rate(tmp), 4), "app_iters_per_s": round(app_rate, 4),
              "app_status": status}
