@@ -5,7 +5,10 @@ browser and watched live on the Monitor page (issue 3: the app must keep >= 90%)
 
 With --concurrent both searches run at once, under the same load. Both rates come from the
 run's own stored step times (iterations after the first, divided by
-the time they took), so process start-up is excluded from both in the same way.
+the time they took), so process start-up is excluded from both in the same way. With --bracket
+one more CLI run closes the sequence, and each app run is also compared with the mean of the
+CLI runs just before and just after it (``ratio_bracketed``): a machine whose speed drifts
+steadily over minutes then favours neither side.
 """
 from __future__ import annotations
 
@@ -144,7 +147,12 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=TALL,
                     help=f"browser window height in px (default {TALL}: the whole monitor in "
                          "view); a shorter window, e.g. 900, measures the rates only")
+    ap.add_argument("--bracket", action="store_true",
+                    help="end with one more CLI run and also compare each app run with the mean "
+                         "of the CLI runs before and after it (cancels steady drift)")
     args = ap.parse_args()
+    if args.bracket and args.concurrent:
+        ap.error("--bracket: the CLI runs must come between the app runs; drop --concurrent")
     results = []
     for _ in range(max(1, args.pairs)):
         tmp = Path(tempfile.mkdtemp())
@@ -161,11 +169,20 @@ def main() -> None:
         r["ratio"] = round(r["app_iters_per_s"] / r["cli_iters_per_s"], 3)
         results.append(r)
         print(json.dumps(r), flush=True)
+    if args.bracket:
+        tmp = Path(tempfile.mkdtemp())
+        cli_run(tmp, args).wait()
+        cli_rates = [r["cli_iters_per_s"] for r in results] + [round(cli_rate(tmp), 4)]
+        print(json.dumps({"closing_cli_iters_per_s": cli_rates[-1]}), flush=True)
+        for i, r in enumerate(results):
+            r["ratio_bracketed"] = round(r["app_iters_per_s"] / ((cli_rates[i] + cli_rates[i + 1]) / 2), 3)
+            print(json.dumps({"pair": i + 1, "ratio": r["ratio"], "ratio_bracketed": r["ratio_bracketed"]}),
+                  flush=True)
     if len(results) > 1:
-        keys = ("ratio", "seconds_to_panels_moving", "seconds_to_every_chart", "cli_iters_per_s",
-                "app_iters_per_s")
+        keys = ("ratio", "ratio_bracketed", "seconds_to_panels_moving", "seconds_to_every_chart",
+                "cli_iters_per_s", "app_iters_per_s")
         med = {k: statistics.median(v) for k in keys
-               if (v := [r[k] for r in results if r[k] is not None])}
+               if (v := [r[k] for r in results if r.get(k) is not None])}
         print(json.dumps({"pairs": len(results), **{f"median_{k}": round(v, 3) for k, v in med.items()}}))
 
 
