@@ -13,9 +13,9 @@ status is marked failed with the end of its stderr. Runs queue when more than
 ``max_concurrent`` are asked for. With ``spare=True`` (the app) one worker is kept started with
 torch imported, waiting for a run: a search launched from the browser starts ~3 s sooner. A
 spare is started when the manager is made, when the last live run ends, and when a page asks
-for one (``prepare_spare``, the Launch page) -- not when one is handed to a run: importing torch
-takes 4-7 s of a core, which a 2-core machine would otherwise take from the search just started
-and the browser drawing its first charts.
+for one (``prepare_spare``, the Launch page) -- not when one is handed to a run: its imports took
+6.5 s of CPU here, which a 2-core machine would otherwise take from the search just started and
+the browser drawing its first charts.
 """
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ class RunManager:
             h.done.set()
             self._pump()
             with self._lock:
-                if not any(hh.alive() for hh in self._handles.values()) and not self._queue:
+                if not self._running_count() and not self._queue:
                     self._refill_spare()
 
     @staticmethod
