@@ -5,7 +5,12 @@ browser and watched live on the Monitor page (issue 3: the app must keep >= 90%)
 
 With --concurrent both searches run at once, under the same load. Both rates come from the
 run's own stored step times (iterations after the first, divided by
-the time they took), so process start-up is excluded from both in the same way. With --bracket
+the time they took), so process start-up is excluded from both in the same way. With --alternate S the app's
+run alone is measured, watched for S seconds and not watched for S seconds in turn: the
+browser's processes are stopped (SIGSTOP) and continued, and the run's own step times give the
+seconds per iteration in each state. Both states share the minutes and the search, so drift
+and the search's own pace cancel; not watched, the search has the machine as the CLI has it
+(the server only answers the page's requests). With --bracket
 one more CLI run closes the sequence, and each app run is also compared with the mean of the
 CLI runs just before and just after it (``ratio_bracketed``): a machine whose speed drifts
 steadily over minutes then favours neither side.
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -130,6 +137,95 @@ def app_run(tmp: Path, args) -> tuple[float | None, float | None, float, str]:
     return moving_at, all_at, rate(store, run.id), run.status
 
 
+def _browser_pids() -> list[int]:
+    """This process's Chromium descendants (Playwright starts them under its driver)."""
+    parents, names = {}, {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    head, tail = f.read().rsplit(")", 1)
+            except OSError:
+                continue
+            parents[int(d)], names[int(d)] = int(tail.split()[1]), head.split("(", 1)[1]
+    mine, grew = {os.getpid()}, True
+    while grew:
+        new = {p for p, pp in parents.items() if pp in mine and p not in mine}
+        mine |= new
+        grew = bool(new)
+    return sorted(p for p in mine if "chrom" in names.get(p, ""))
+
+
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def watch_cost(store: RunStore, run_id: int, switches: list[tuple[float, bool]]) -> dict:
+    """Seconds per iteration watched and not, from the run's step times and the (wall time,
+    watched) switches. An iteration counts for a state when it began and ended inside one of
+    its windows. Architecture steps and the first iteration after an epoch end (it carries the
+    validation pass) take longer: the mean is taken per kind and weighted by the run's own mix
+    of kinds, the same weights for both states."""
+    run = store.get_run(run_id)
+    df = store.steps(run_id, columns=["step", "time", "arch_step"])
+    epoch_ends = set(store.events(run_id, kinds=["epoch_end"])["step"].astype(int))
+    end = run.started + df["time"].to_numpy()
+    edges = [t for t, _ in switches] + [float("inf")]
+    samples: dict[tuple, dict[bool, list[float]]] = {}
+    for i in range(1, len(df)):
+        a, b = end[i - 1], end[i]
+        w = next((k for k in range(len(switches)) if edges[k] <= a and b < edges[k + 1]), None)
+        if w is None:
+            continue
+        kind = (bool(df["arch_step"].iloc[i]), int(df["step"].iloc[i - 1]) in epoch_ends)
+        samples.setdefault(kind, {True: [], False: []})[switches[w][1]].append(b - a)
+    both = {k: v for k, v in samples.items() if v[True] and v[False]}
+    weight = {k: len(v[True]) + len(v[False]) for k, v in both.items()}
+    total = sum(weight.values()) or 1
+    per = {s: sum(weight[k] / total * statistics.fmean(v[s]) for k, v in both.items()) for s in (True, False)}
+    return {"iterations_watched": sum(len(v[True]) for v in samples.values()),
+            "iterations_not_watched": sum(len(v[False]) for v in samples.values()),
+            "s_per_iter_watched": round(per[True], 4), "s_per_iter_not_watched": round(per[False], 4),
+            "ratio_watched": round(per[False] / per[True], 3) if per[True] else None}
+
+
+def alternate_run(tmp: Path, args) -> dict:
+    """The demo launched from the browser; once all panels move, the browser is stopped and
+    continued every ``args.alternate`` seconds until the run ends."""
+    app_db = tmp / "app.sqlite"
+    with app_server({"PRIME_EXPLORER_DB": str(app_db), "PRIME_EXPLORER_DEMO_PRESET": args.preset}) as url:
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": args.height})
+            page.goto(url + "/")
+            button = page.get_by_role("button", name="Run the demo")
+            button.wait_for(timeout=60000)
+            time.sleep(args.settle)
+            button.click(timeout=60000)
+            page.wait_for_timeout(15000)
+            store = RunStore(app_db)
+            pids = _browser_pids()
+            switches: list[tuple[float, bool]] = []
+            watched = True
+            try:
+                while store.list_runs()[0].status not in ("finished", "failed", "stopped"):
+                    switches.append((time.time(), watched))
+                    time.sleep(args.alternate)
+                    watched = not watched
+                    _signal_all(pids, signal.SIGCONT if watched else signal.SIGSTOP)
+            finally:
+                _signal_all(pids, signal.SIGCONT)
+            browser.close()
+    run = store.list_runs()[0]
+    return {"height": args.height, "window_s": args.alternate, "browser_processes": len(pids),
+            "app_status": run.status, **watch_cost(store, run.id, switches)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="demo")
@@ -150,7 +246,14 @@ def main() -> None:
     ap.add_argument("--bracket", action="store_true",
                     help="end with one more CLI run and also compare each app run with the mean "
                          "of the CLI runs before and after it (cancels steady drift)")
+    ap.add_argument("--alternate", type=float, default=0.0, metavar="S",
+                    help="no CLI run: the app's run watched and not watched (browser stopped) "
+                         "for S seconds in turn; reports the seconds per iteration in each")
     args = ap.parse_args()
+    if args.alternate:
+        for _ in range(max(1, args.pairs)):
+            print(json.dumps(alternate_run(Path(tempfile.mkdtemp()), args)), flush=True)
+        return
     if args.bracket and args.concurrent:
         ap.error("--bracket: the CLI runs must come between the app runs; drop --concurrent")
     results = []
