@@ -72,7 +72,10 @@ def _eta(steps: pd.DataFrame, total: int | None) -> float | None:
     return max(0, total - (int(s[-1]) + 1)) * pace
 
 
-def _header(view, run) -> None:
+def _heading(run) -> None:
+    """Name, status and what the run is, and a notice where the status needs one. Drawn outside
+    the refreshed fragment: it changes only with the status, and the fragment reruns the whole
+    page when the status changes (see _panels)."""
     color = STATUS_COLORS.get(run.status, "gray")
     st.markdown(f"### {run.name} :{color}-badge[{run.status}]")
     meta = [f"#{run.id}", run.config.get("method", "?"), run.config.get("dataset", "?"),
@@ -82,18 +85,6 @@ def _header(view, run) -> None:
     if run.device:
         meta.append(f"on {run.device}")
     st.caption(" · ".join(meta))
-
-    total = run.total_iterations or None
-    done = run.iterations or 0
-    if view.steps is not None and not view.steps.empty:
-        done = max(done, int(view.steps["step"].iloc[-1]) + 1)
-    frac = min(1.0, done / total) if total else 0.0
-    eta = _eta(view.steps, total) if run.status == "running" else None
-    elapsed = run.duration
-    text = f"{done} / {total or '?'} iterations · elapsed {_duration(elapsed)}"
-    if run.status == "running":
-        text += f" · ETA {_duration(eta)}"
-    st.progress(frac, text=text)
 
     if run.status == "queued":
         st.info(f"Queued: waiting for a free slot ({len(manager.live_runs())} live, "
@@ -109,6 +100,20 @@ def _header(view, run) -> None:
                    "checkpoint (saved at each epoch end).", icon=":material/warning:")
     elif run.status == "paused":
         st.info("Paused. Resume continues where it stopped.", icon=":material/pause_circle:")
+
+
+def _progress(view, run) -> None:
+    total = run.total_iterations or None
+    done = run.iterations or 0
+    if view.steps is not None and not view.steps.empty:
+        done = max(done, int(view.steps["step"].iloc[-1]) + 1)
+    frac = min(1.0, done / total) if total else 0.0
+    eta = _eta(view.steps, total) if run.status == "running" else None
+    elapsed = run.duration
+    text = f"{done} / {total or '?'} iterations · elapsed {_duration(elapsed)}"
+    if run.status == "running":
+        text += f" · ETA {_duration(eta)}"
+    st.progress(frac, text=text)
 
 
 def _controls(run) -> None:
@@ -223,16 +228,20 @@ def _cell_panel(view, run_id: int) -> None:
             st.graphviz_chart(figures.cell_dot(view, ct, idx), width="stretch")
     c1, c2 = st.columns([3, 2])
     with c1:
-        st.markdown("**Change log** (newest first)")
-        changes = figures.genotype_changes(view)
-        if changes is None or changes.empty:
-            st.caption("The genotype has not changed yet.")
-        else:
-            # the change text names the cell and node already
-            st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}",
-                         column_order=["step", "change"],
-                         column_config={"step": st.column_config.NumberColumn("iteration", width="small"),
-                                        "change": st.column_config.TextColumn(width="large")})
+        # Drawn only while open (a table redrawn every second costs the browser), under a label
+        # that stays the same: a new label would be a new expander, closed again.
+        log = st.expander("Change log (newest first)", key=f"changes_open_{run_id}", on_change="rerun")
+        if log.open:
+            with log:
+                changes = figures.genotype_changes(view)
+                if changes is None or changes.empty:
+                    st.caption("The genotype has not changed yet.")
+                else:
+                    # the change text names the cell and node already
+                    st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}",
+                                 column_order=["step", "change"],
+                                 column_config={"step": st.column_config.NumberColumn("iteration", width="small"),
+                                                "change": st.column_config.TextColumn(width="large")})
     with c2:
         _line(line_charts.size_chart(view), "size")
 
@@ -241,27 +250,31 @@ def _events_panel(view) -> None:
     ev = view.events
     if ev is None or len(ev) == 0:
         return
-    with st.expander(f"Events ({len(ev)})"):
+    box = st.expander("Events (newest first)", key=f"events_open_{view.run_id}", on_change="rerun")
+    if not box.open:
+        return
+    with box:
         shown = ev[["step", "time", "kind", "message"]].iloc[::-1].copy()
         shown["time"] = pd.to_datetime(shown["time"], unit="s").dt.strftime("%H:%M:%S")
         st.dataframe(shown, hide_index=True, height=240)
 
 
-def _panels(run_id: int, started_live: bool) -> None:
+def _panels(run_id: int, started_live: bool, drawn_status: str) -> None:
+    """Everything that moves while the run goes, redrawn each second. What changes only with
+    the run's status (heading, notices, controls) stays out of here: each element redrawn costs
+    the browser at every refresh, on the cores the search runs on (README, "Speed")."""
     view = app_state.run_view(run_id)
     view.refresh()
     run = view.run
     if run is None:
         st.warning(f"Run #{run_id} is no longer in the store.")
         return
-    if started_live and not _is_live(run):
-        st.rerun()  # the run ended: redraw the whole page once more without auto-refresh
+    if run.status != drawn_status or (started_live and not _is_live(run)):
+        st.rerun()  # new status or the run ended: the whole page again (without auto-refresh)
 
-    # Containers keep what appears and goes (notices, the genotype slider) from moving the
+    _progress(view, run)
+    # Containers keep what appears and goes (the genotype slider, a notice) from moving the
     # charts after them to new places in the page (see _line).
-    with st.container():
-        _header(view, run)
-    _controls(run)
     with st.container():
         if view.steps is None or view.steps.empty:
             st.caption("No iterations recorded yet — the charts fill in as the run writes rows.")
@@ -310,5 +323,8 @@ st.session_state[app_state.RUN_ID] = run_id
 if st.query_params.get(app_state.RUN_QUERY) != str(run_id):
     st.query_params[app_state.RUN_QUERY] = str(run_id)
 
-live = _is_live(by_id[run_id])
-st.fragment(_panels, run_every=1.0 if live else None)(run_id, live)
+shown = by_id[run_id]
+live = _is_live(shown)
+_heading(shown)
+_controls(shown)
+st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status)

@@ -281,6 +281,27 @@ def test_monitor_genotype_history_slider_goes_back(finished_db):
     assert _dots(at) != latest or g["genotype"].iloc[0] == g["genotype"].iloc[-1]
 
 
+def test_monitor_change_log_and_events_are_drawn_once_opened(finished_db):
+    path, run_id = finished_db
+    store = _store(path)
+    at = _open("pages/monitor.py")
+    labels = [e.label for e in at.expander]
+    assert "Change log (newest first)" in labels and "Events (newest first)" in labels
+    assert not at.dataframe  # closed: no table redrawn at each refresh
+    at.session_state[f"changes_open_{run_id}"] = True
+    at.session_state[f"events_open_{run_id}"] = True
+    at.run()
+    assert not at.exception
+    tables = [d.value for d in at.dataframe]
+    changes = next(t for t in tables if "change" in t.columns)
+    events = next(t for t in tables if "kind" in t.columns)
+    g = store.genotypes(run_id)
+    if len(g) > 1:
+        assert len(changes) >= 1 and changes["step"].iloc[0] == changes["step"].max()
+        assert changes["step"].max() <= g["step"].iloc[-1]
+    assert events["kind"].tolist() == store.events(run_id)["kind"].iloc[::-1].tolist()
+
+
 def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template):
     path, run_id = running_db
     at = _open("pages/monitor.py")
