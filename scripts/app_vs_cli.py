@@ -156,6 +156,16 @@ def _browser_pids() -> list[int]:
     return sorted(p for p in mine if "chrom" in names.get(p, ""))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -211,19 +221,34 @@ def alternate_run(tmp: Path, args) -> dict:
             store = RunStore(app_db)
             pids = _browser_pids()
             switches: list[tuple[float, bool]] = []
+            worker = store.list_runs()[0].pid
+            cpu = {True: 0.0, False: 0.0}
+            wall = {True: 0.0, False: 0.0}
             watched = True
             try:
                 while store.list_runs()[0].status not in ("finished", "failed", "stopped"):
                     switches.append((time.time(), watched))
+                    c0 = _cpu_seconds(worker)
                     time.sleep(args.alternate)
+                    if store.list_runs()[0].status == "running":  # a whole window of search
+                        cpu[watched] += _cpu_seconds(worker) - c0
+                        wall[watched] += time.time() - switches[-1][0]
                     watched = not watched
                     _signal_all(pids, signal.SIGCONT if watched else signal.SIGSTOP)
             finally:
                 _signal_all(pids, signal.SIGCONT)
             browser.close()
     run = store.list_runs()[0]
-    return {"height": args.height, "window_s": args.alternate, "browser_processes": len(pids),
-            "app_status": run.status, **watch_cost(store, run.id, switches)}
+    out = {"height": args.height, "window_s": args.alternate, "browser_processes": len(pids),
+           "app_status": run.status, **watch_cost(store, run.id, switches)}
+    # The search's share of a core in each state, and so its CPU seconds per iteration: a
+    # watched search can lose time by getting less CPU or by needing more for the same work.
+    for state, name in ((True, "watched"), (False, "not_watched")):
+        share = cpu[state] / wall[state] if wall[state] else None
+        out[f"cpu_share_{name}"] = share and round(share, 3)
+        per_iter = out[f"s_per_iter_{name}"]
+        out[f"cpu_s_per_iter_{name}"] = share and round(share * per_iter, 4)
+    return out
 
 
 def main() -> None:
