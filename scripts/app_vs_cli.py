@@ -26,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,10 +99,10 @@ def cli_rate(tmp: Path) -> float:
     return rate(store, store.list_runs()[0].id)
 
 
-def app_run(tmp: Path, args) -> tuple[float | None, float | None, float, str]:
-    """Clicks "Run the demo" and watches the Monitor until the run ends: (seconds until all
-    five panels move, seconds until every chart has two points, the run's iterations/s, its
-    status)."""
+@contextmanager
+def demo_clicked(tmp: Path, args) -> Iterator[tuple[Any, Path]]:
+    """The app on a fresh store in ``tmp``, Chromium on Home, "Run the demo" clicked ``args.settle``
+    seconds after the button showed: (the page, now the Monitor; the store's path)."""
     app_db = tmp / "app.sqlite"
     with app_server({"PRIME_EXPLORER_DB": str(app_db), "PRIME_EXPLORER_DEMO_PRESET": args.preset}) as url:
         from playwright.sync_api import sync_playwright
@@ -113,41 +115,56 @@ def app_run(tmp: Path, args) -> tuple[float | None, float | None, float, str]:
             button.wait_for(timeout=60000)
             time.sleep(args.settle)
             button.click(timeout=60000)
-            clicked = time.time()
-            moving_at = all_at = None
-            progress = ChartProgress()
-            # In a window shorter than the page the lower charts are never drawn: no times then.
-            while args.height >= TALL and time.time() - clicked < 120 and all_at is None:
-                counts = {"lines": progress.counts(page.evaluate(CHARTS_JS)), "svgs": page.evaluate(CELLS_JS)}
-                now = time.time() - clicked
-                if moving_at is None and moving(counts):
-                    moving_at = now
-                if every_chart(counts):
-                    all_at = now
-                page.wait_for_timeout(250)
-            store = RunStore(app_db)
-            deadline = time.time() + 1800
-            while time.time() < deadline:
-                runs = store.list_runs()
-                if runs and runs[0].status in ("finished", "failed", "stopped"):
-                    break
-                time.sleep(2)
-            browser.close()
+            try:
+                yield page, app_db
+            finally:
+                browser.close()
+
+
+def app_run(tmp: Path, args) -> tuple[float | None, float | None, float, str]:
+    """Clicks "Run the demo" and watches the Monitor until the run ends: (seconds until all
+    five panels move, seconds until every chart has two points, the run's iterations/s, its
+    status)."""
+    with demo_clicked(tmp, args) as (page, app_db):
+        clicked = time.time()
+        moving_at = all_at = None
+        progress = ChartProgress()
+        # In a window shorter than the page the lower charts are never drawn: no times then.
+        while args.height >= TALL and time.time() - clicked < 120 and all_at is None:
+            counts = {"lines": progress.counts(page.evaluate(CHARTS_JS)), "svgs": page.evaluate(CELLS_JS)}
+            now = time.time() - clicked
+            if moving_at is None and moving(counts):
+                moving_at = now
+            if every_chart(counts):
+                all_at = now
+            page.wait_for_timeout(250)
+        store = RunStore(app_db)
+        deadline = time.time() + 1800
+        while time.time() < deadline:
+            runs = store.list_runs()
+            if runs and runs[0].status in ("finished", "failed", "stopped"):
+                break
+            time.sleep(2)
     run = store.list_runs()[0]
     return moving_at, all_at, rate(store, run.id), run.status
+
+
+def _proc_stat(pid: int | str) -> tuple[str, list[str]] | None:
+    """A process's name and the fields of /proc/PID/stat after it; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            head, tail = f.read().rsplit(")", 1)
+    except OSError:
+        return None
+    return head.split("(", 1)[1], tail.split()
 
 
 def _browser_pids() -> list[int]:
     """This process's Chromium descendants (Playwright starts them under its driver)."""
     parents, names = {}, {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    head, tail = f.read().rsplit(")", 1)
-            except OSError:
-                continue
-            parents[int(d)], names[int(d)] = int(tail.split()[1]), head.split("(", 1)[1]
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        if (stat := _proc_stat(d)) is not None:
+            names[int(d)], parents[int(d)] = stat[0], int(stat[1][1])
     mine, grew = {os.getpid()}, True
     while grew:
         new = {p for p, pp in parents.items() if pp in mine and p not in mine}
@@ -158,12 +175,8 @@ def _browser_pids() -> list[int]:
 
 def _cpu_seconds(pid: int) -> float:
     """User plus system CPU time of one process so far (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = _proc_stat(pid)
+    return 0.0 if stat is None else (int(stat[1][11]) + int(stat[1][12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -204,40 +217,30 @@ def watch_cost(store: RunStore, run_id: int, switches: list[tuple[float, bool]])
 
 
 def alternate_run(tmp: Path, args) -> dict:
-    """The demo launched from the browser; once all panels move, the browser is stopped and
-    continued every ``args.alternate`` seconds until the run ends."""
-    app_db = tmp / "app.sqlite"
-    with app_server({"PRIME_EXPLORER_DB": str(app_db), "PRIME_EXPLORER_DEMO_PRESET": args.preset}) as url:
-        from playwright.sync_api import sync_playwright
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": args.height})
-            page.goto(url + "/")
-            button = page.get_by_role("button", name="Run the demo")
-            button.wait_for(timeout=60000)
-            time.sleep(args.settle)
-            button.click(timeout=60000)
-            page.wait_for_timeout(15000)
-            store = RunStore(app_db)
-            pids = _browser_pids()
-            switches: list[tuple[float, bool]] = []
-            worker = store.list_runs()[0].pid
-            cpu = {True: 0.0, False: 0.0}
-            wall = {True: 0.0, False: 0.0}
-            watched = True
-            try:
-                while store.list_runs()[0].status not in ("finished", "failed", "stopped"):
-                    switches.append((time.time(), watched))
-                    c0 = _cpu_seconds(worker)
-                    time.sleep(args.alternate)
-                    if store.list_runs()[0].status == "running":  # a whole window of search
-                        cpu[watched] += _cpu_seconds(worker) - c0
-                        wall[watched] += time.time() - switches[-1][0]
-                    watched = not watched
-                    _signal_all(pids, signal.SIGCONT if watched else signal.SIGSTOP)
-            finally:
-                _signal_all(pids, signal.SIGCONT)
-            browser.close()
+    """The demo launched from the browser; 15 s after the click (its panels are moving by
+    then), the browser is stopped and continued every ``args.alternate`` seconds until the run
+    ends."""
+    with demo_clicked(tmp, args) as (page, app_db):
+        page.wait_for_timeout(15000)
+        store = RunStore(app_db)
+        pids = _browser_pids()
+        switches: list[tuple[float, bool]] = []
+        worker = store.list_runs()[0].pid
+        cpu = {True: 0.0, False: 0.0}
+        wall = {True: 0.0, False: 0.0}
+        watched = True
+        try:
+            while store.list_runs()[0].status not in ("finished", "failed", "stopped"):
+                switches.append((time.time(), watched))
+                c0 = _cpu_seconds(worker)
+                time.sleep(args.alternate)
+                if store.list_runs()[0].status == "running":  # a whole window of search
+                    cpu[watched] += _cpu_seconds(worker) - c0
+                    wall[watched] += time.time() - switches[-1][0]
+                watched = not watched
+                _signal_all(pids, signal.SIGCONT if watched else signal.SIGSTOP)
+        finally:
+            _signal_all(pids, signal.SIGCONT)
     run = store.list_runs()[0]
     out = {"height": args.height, "window_s": args.alternate, "browser_processes": len(pids),
            "app_status": run.status, **watch_cost(store, run.id, switches)}
