@@ -4,16 +4,17 @@ browser and watched live on the Monitor page (issue 3: the app must keep >= 90%)
     python scripts/app_vs_cli.py [--preset demo] [--method darts-prime] [--settle 3] [--pairs 3]
 
 With --concurrent both searches run at once, under the same load. Both rates come from the
-run's own stored step times (iterations after the first, divided by
-the time they took), so process start-up is excluded from both in the same way. With --alternate S the app's
-run alone is measured, watched for S seconds and not watched for S seconds in turn: the
-browser's processes are stopped (SIGSTOP) and continued, and the run's own step times give the
-seconds per iteration in each state. Both states share the minutes and the search, so drift
-and the search's own pace cancel; not watched, the search has the machine as the CLI has it
-(the server only answers the page's requests). With --bracket
-one more CLI run closes the sequence, and each app run is also compared with the mean of the
-CLI runs just before and just after it (``ratio_bracketed``): a machine whose speed drifts
-steadily over minutes then favours neither side.
+run's own stored step times (iterations after the first, divided by the time they took), so
+process start-up is excluded from both in the same way. With --bracket one more CLI run closes
+the sequence, and each app run is also compared with the mean of the CLI runs just before and
+just after it (``ratio_bracketed``): a machine whose speed drifts steadily over minutes then
+favours neither side.
+
+With --alternate S no CLI search runs: the app's run is watched for S seconds and not watched
+for S seconds in turn (the browser's processes stopped with SIGSTOP, then continued), and its
+own step times give the seconds per iteration in each state. Both states share the same
+minutes of the same search, so drift cancels. It also reports the search process's share of a
+core in each state (1.00 not watched in the runs so far, as for a search alone).
 """
 from __future__ import annotations
 
@@ -276,7 +277,7 @@ def main() -> None:
                          "of the CLI runs before and after it (cancels steady drift)")
     ap.add_argument("--alternate", type=float, default=0.0, metavar="S",
                     help="no CLI run: the app's run watched and not watched (browser stopped) "
-                         "for S seconds in turn; reports the seconds per iteration in each")
+                         "for S seconds in turn; reports seconds per iteration and CPU share in each")
     args = ap.parse_args()
     if args.alternate:
         for _ in range(max(1, args.pairs)):
