@@ -1,11 +1,14 @@
-"""The measurement scripts' own arithmetic (scripts/app_vs_cli.py)."""
+"""The measurement scripts' own logic: app_vs_cli's arithmetic, monitor_cost's replay."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from core.config import make_config
 from core.store import RunStore
 from scripts.app_vs_cli import watch_cost
+from scripts.monitor_cost import Replay
 
 
 def test_watch_cost_compares_like_iterations_in_watched_and_unwatched_windows(tmp_path):
@@ -35,3 +38,48 @@ def test_watch_cost_compares_like_iterations_in_watched_and_unwatched_windows(tm
     assert out["ratio_watched"] == pytest.approx(0.8, abs=1e-3)
     assert out["iterations_watched"] > 20 and out["iterations_not_watched"] > 20
     assert out["s_per_iter_watched"] > out["s_per_iter_not_watched"]
+
+
+def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_template, tmp_path):
+    """The Monitor reads a replayed run as a live one: running, written by a live process,
+    each table growing one iteration at a time with the source's rows; past the source's end
+    its rows come again under new iteration numbers."""
+    import os
+    import socket
+    import sqlite3
+
+    from core.live import RunView
+
+    src_path, src_id = finished_template
+    src = RunStore(src_path)
+    steps = src.steps(src_id)
+    last = int(steps["step"].iloc[-1])
+    replay = Replay(Path(src_path), src_id, tmp_path / "app.sqlite")
+    dst = RunStore(replay.dst)
+    run = dst.get_run(replay.run_id)
+    # written by this (live) process on this host: the app's server will not call it interrupted
+    assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
+    view = RunView(dst, replay.run_id)
+    view.refresh()
+    assert view.run.status == "running" and view.steps.empty
+
+    with sqlite3.connect(replay.dst) as con:
+        for _ in range(3):
+            replay.write_next(con)
+    view.refresh()
+    assert list(view.steps["step"]) == [0, 1, 2]
+    assert view.steps["train_loss"].tolist() == steps["train_loss"].iloc[:3].tolist()
+    assert dst.get_run(replay.run_id).iterations == 3
+    assert len(view.events) >= 1  # "started" comes with the first iteration
+
+    with sqlite3.connect(replay.dst) as con:
+        while replay.done < last + 3:
+            replay.write_next(con)
+    view.refresh()
+    assert list(view.steps["step"]) == list(range(last + 3))
+    again = view.steps.set_index("step")
+    assert again.loc[last + 1, "train_loss"] == steps.set_index("step").loc[0, "train_loss"]
+    src_alpha = RunView(src, src_id)
+    src_alpha.refresh()
+    assert len(view.genotypes) >= len(src_alpha.genotypes)  # every genotype, the first again
+    assert view.events["kind"].tolist() == src_alpha.events["kind"].tolist()  # events once only
