@@ -174,7 +174,7 @@ def _browser_pids() -> list[int]:
     return sorted(p for p in mine if "chrom" in names.get(p, ""))
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of one process so far (0 once it is gone)."""
     stat = _proc_stat(pid)
     return 0.0 if stat is None else (int(stat[1][11]) + int(stat[1][12])) / os.sysconf("SC_CLK_TCK")
@@ -233,10 +233,10 @@ def alternate_run(tmp: Path, args) -> dict:
         try:
             while store.list_runs()[0].status not in ("finished", "failed", "stopped"):
                 switches.append((time.time(), watched))
-                c0 = _cpu_seconds(worker)
+                c0 = cpu_seconds(worker)
                 time.sleep(args.alternate)
                 if store.list_runs()[0].status == "running":  # a whole window of search
-                    cpu[watched] += _cpu_seconds(worker) - c0
+                    cpu[watched] += cpu_seconds(worker) - c0
                     wall[watched] += time.time() - switches[-1][0]
                 watched = not watched
                 _signal_all(pids, signal.SIGCONT if watched else signal.SIGSTOP)

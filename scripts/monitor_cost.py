@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.store import RunStore  # noqa: E402
+from scripts.app_vs_cli import cpu_seconds  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
 ROW_TABLES = ("steps", "alphas", "genotypes", "events")
@@ -94,16 +95,13 @@ class Replay:
 def cpu_by_kind() -> collections.Counter:
     """CPU seconds so far of each Chromium process kind (--type) and of the Streamlit server."""
     out: collections.Counter = collections.Counter()
-    tick = os.sysconf("SC_CLK_TCK")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / tick
+        seconds = cpu_seconds(int(pid))
         if "chromium" in cmd:
             kind = next((a.split("=", 1)[1] for a in cmd.split() if a.startswith("--type=")), "browser")
             out[f"chromium {kind}"] += seconds
