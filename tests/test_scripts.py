@@ -79,7 +79,7 @@ def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_templa
     assert list(view.steps["step"]) == list(range(last + 3))
     again = view.steps.set_index("step")
     assert again.loc[last + 1, "train_loss"] == steps.set_index("step").loc[0, "train_loss"]
-    src_alpha = RunView(src, src_id)
-    src_alpha.refresh()
-    assert len(view.genotypes) >= len(src_alpha.genotypes)  # every genotype, the first again
-    assert view.events["kind"].tolist() == src_alpha.events["kind"].tolist()  # events once only
+    src_view = RunView(src, src_id)
+    src_view.refresh()
+    assert len(view.genotypes) >= len(src_view.genotypes)  # every genotype, the first again
+    assert view.events["kind"].tolist() == src_view.events["kind"].tolist()  # events once only
