@@ -273,7 +273,7 @@ def _panels(run_id: int, started_live: bool, drawn_status: str) -> None:
         st.rerun()  # new status or the run ended: the whole page again (without auto-refresh)
 
     _progress(view, run)
-    # Containers keep what appears and goes (the genotype slider, a notice) from moving the
+    # Containers keep what appears and goes (this caption, the genotype slider) from moving the
     # charts after them to new places in the page (see _line).
     with st.container():
         if view.steps is None or view.steps.empty:
