@@ -14,7 +14,7 @@ With --alternate S no CLI search runs: the app's run is watched for S seconds an
 for S seconds in turn (the browser's processes stopped with SIGSTOP, then continued), and its
 own step times give the seconds per iteration in each state. Both states share the same
 minutes of the same search, so drift cancels. It also reports the search process's share of a
-core in each state (1.00 not watched in the runs so far, as for a search alone).
+core in each state (0.99-1.00 not watched in the runs so far, as for a search alone).
 """
 from __future__ import annotations
 
