@@ -292,7 +292,10 @@ def test_line_chart_specs_stay_the_same_as_rows_arrive(tmp_path):
     lets Streamlit's Vega-Lite element swap data in place instead of remounting the chart."""
     store = RunStore(tmp_path / "grow.sqlite")
     bench = _render_bench()
-    short = RunView(store, bench.make_synthetic_run(store, 400, "prime-admm"))
+    # a run of 4,000 iterations seen after 400 of them, and at its end
+    early = bench.make_synthetic_run(store, 400, "prime-admm")
+    store.update_run(early, total_iterations=4000)
+    short = RunView(store, early)
     long = RunView(store, bench.make_synthetic_run(store, 4000, "prime-admm"))
     short.refresh()
     long.refresh()
@@ -301,6 +304,9 @@ def test_line_chart_specs_stay_the_same_as_rows_arrive(tmp_path):
     for name in a:
         assert a[name].spec_json() == b[name].spec_json(), name
         assert sum(map(len, b[name].datasets.values())) > sum(map(len, a[name].datasets.values())), name
+        # the iteration axis spans the planned run from the start, whatever has been written
+        domains = re.findall(r'"field": "iteration", "scale": {"domain": \[(\d+), (\d+)\]', a[name].spec_json())
+        assert domains and set(domains) == {("0", "3999")}, name
 
 
 # ---- genotype ------------------------------------------------------------------------------
