@@ -11,7 +11,11 @@ hundredths of a core, where `app_vs_cli.py` sees them through the search's own n
 
 Without --db the demo search is first run from the CLI into a temporary store (about 1.5 min
 on a 2-core machine). Past the replayed run's end the replay goes on with its rows again under
-new iteration numbers, so any --seconds can be sampled.
+new iteration numbers, so any --seconds can be sampled; but the charts' iteration axis spans
+the source run's planned length, so the new rows fall past its end. Keep the page's load
+(about 10 s), --warmup and the samples within the source's iterations times --pace (96 s for
+the 80-iteration demo at 1.2 s) to measure the page as a real run shows it; the script says
+when the replay went past.
 """
 from __future__ import annotations
 
@@ -158,6 +162,10 @@ def main() -> None:
             finally:
                 stop.set()
                 browser.close()
+    if replay.done > replay.last + 1:
+        print(f"note: the replay went past the source run's {replay.last + 1} iterations; the rows after "
+              "those fall beyond the charts' iteration axis, so the last sample is not the page a real "
+              "run shows", file=sys.stderr)
 
 
 if __name__ == "__main__":
