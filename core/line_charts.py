@@ -6,11 +6,11 @@ These charts change while a run is live, so they are Vega-Lite rather than Plotl
 remounts a Plotly chart whenever its figure changes (~80 ms of browser time per line chart per
 refresh in a CDP profile of the monitor, and the Plotly weight grid held 4.1 s of 20 s of the
 page's main thread), while its Vega-Lite element keeps the view and swaps only the named
-datasets whose bytes changed, as long as the spec is the same. So each
-spec here depends on the run's config only, never on its rows: everything that grows (points,
-marker sizes) is in ``spec["datasets"]``, and counts go to the chart's caption. In a throwaway
-app with four live 2-line charts, Chromium used 0.16-0.18 core with Vega-Lite against 0.29-0.33
-with Plotly drawn the monitor's way.
+datasets whose bytes changed, as long as the spec is the same. So each spec here depends on
+the run only (its config and planned length), never on its rows: everything that grows
+(points, marker sizes) is in ``spec["datasets"]``, and counts go to the chart's caption. In a
+throwaway app with four live 2-line charts, Chromium used 0.16-0.18 core with Vega-Lite against
+0.29-0.33 with Plotly drawn the monitor's way.
 
 Each builder returns a ``LineChart`` (a spec with its datasets as DataFrames, and a caption), or
 None before the run has the rows it needs. Series are downsampled with ``core.figures.downsample``
@@ -240,7 +240,8 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
     scale = {"domainMin": round(yr[0], 4)} if fit_y else {"domain": [round(v, 4) for v in yr]}
     y = {"field": "value", "type": "quantitative", "title": None,
          "scale": {**scale, "nice": False, "zero": False}, "axis": {"tickCount": 3, "labelFontSize": 9}}
-    xe = {**iteration_axis(view), "title": None, "axis": {"format": "d", "tickCount": 3, "labelFontSize": 9, "labelFlush": True}}
+    xe = {**iteration_axis(view), "title": None,
+          "axis": {"format": "d", "tickCount": 3, "labelFontSize": 9, "labelFlush": True}}
     domain = [*prims, "pruned"]
     colors = [*(op_color(op) for op in prims), PRUNED_COLOR]
     rows = []
