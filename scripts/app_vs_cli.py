@@ -160,8 +160,9 @@ def _proc_stat(pid: int | str) -> tuple[str, list[str]] | None:
     return head.split("(", 1)[1], tail.split()
 
 
-def _browser_pids() -> list[int]:
-    """This process's Chromium descendants (Playwright starts them under its driver)."""
+def descendants() -> dict[int, str]:
+    """This process's descendants (children, theirs, ...), pid to name: what a measurement
+    here started, and not another browser or server on the machine."""
     parents, names = {}, {}
     for d in filter(str.isdigit, os.listdir("/proc")):
         if (stat := _proc_stat(d)) is not None:
@@ -171,7 +172,13 @@ def _browser_pids() -> list[int]:
         new = {p for p, pp in parents.items() if pp in mine and p not in mine}
         mine |= new
         grew = bool(new)
-    return sorted(p for p in mine if "chrom" in names.get(p, ""))
+    mine.discard(os.getpid())
+    return {p: names.get(p, "") for p in mine}
+
+
+def _browser_pids() -> list[int]:
+    """This process's Chromium descendants (Playwright starts them under its driver)."""
+    return sorted(p for p, name in descendants().items() if "chrom" in name)
 
 
 def cpu_seconds(pid: int) -> float:

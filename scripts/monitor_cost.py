@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.store import RunStore  # noqa: E402
-from scripts.app_vs_cli import cpu_seconds  # noqa: E402
+from scripts.app_vs_cli import cpu_seconds, descendants  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
 ROW_TABLES = ("steps", "alphas", "genotypes", "events")
@@ -97,15 +97,16 @@ class Replay:
 
 
 def cpu_by_kind() -> collections.Counter:
-    """CPU seconds so far of each Chromium process kind (--type) and of the Streamlit server."""
+    """CPU seconds so far of each Chromium process kind (--type) and of the Streamlit server,
+    among the processes this script started."""
     out: collections.Counter = collections.Counter()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in descendants():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        seconds = cpu_seconds(int(pid))
+        seconds = cpu_seconds(pid)
         if "chromium" in cmd:
             kind = next((a.split("=", 1)[1] for a in cmd.split() if a.startswith("--type=")), "browser")
             out[f"chromium {kind}"] += seconds

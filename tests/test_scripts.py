@@ -1,13 +1,15 @@
-"""The measurement scripts' own logic: app_vs_cli's arithmetic, monitor_cost's replay."""
+"""The measurement scripts' own logic: app_vs_cli's arithmetic and process tree, monitor_cost's replay."""
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import pytest
 
 from core.config import make_config
 from core.store import RunStore
-from scripts.app_vs_cli import watch_cost
+from scripts.app_vs_cli import descendants, watch_cost
 from scripts.monitor_cost import Replay
 
 
@@ -83,3 +85,35 @@ def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_templa
     src_view.refresh()
     assert len(view.genotypes) >= len(src_view.genotypes)  # every genotype, the first again
     assert view.events["kind"].tolist() == src_view.events["kind"].tolist()  # events once only
+
+
+def test_descendants_are_the_processes_this_one_started():
+    """The scripts sample the CPU of what they started only, not of other browsers or servers."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code])
+    started: list[int] = []
+    try:
+        for _ in range(100):
+            mine = descendants()
+            # the child's own child (a pytest run may have started other processes before)
+            started = [child.pid, *(p for p in mine if _parent(p) == child.pid)]
+            if len(started) == 2:
+                break
+            time.sleep(0.05)
+        assert len(started) == 2 and all(p in mine for p in started)
+        assert os.getpid() not in mine and os.getppid() not in mine
+    finally:
+        for p in started or [child.pid]:
+            with contextlib.suppress(OSError):
+                os.kill(p, 9)
+        child.wait()
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
