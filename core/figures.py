@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.colors import sequential as _seq
 
 from core.discretize import edge_rows, select_edges
-from core.genotype import Genotype
+from core.genotype import CELL_TITLES, Genotype
 from core.live import RunView
 
 MAX_POINTS = 1500
@@ -272,7 +272,8 @@ def cell_dot(view: RunView, cell_type: str, index: int = -1) -> str:
     """Graphviz DOT of the index-th stored genotype's cell (python indexing, clamped); edges
     carry op and weight. Before the first genotype: a one-node graph that says so. Node ids
     carry the genotype's index, so that the browser draws each genotype afresh instead of
-    preparing a morph from the previous one (``Genotype.to_dot``'s ``redraw``)."""
+    preparing a morph from the previous one (``Genotype.to_dot``'s ``redraw``). The title names
+    the cell, the genotype's place in the history and the iteration it was derived at."""
     g = view.genotype(index)
     if g is None:
         return ('digraph cell { bgcolor="transparent"; node [shape=plaintext, fontname="Helvetica", '
@@ -280,7 +281,9 @@ def cell_dot(view: RunView, cell_type: str, index: int = -1) -> str:
     n = len(view.genotypes)
     i = min(max(index if index >= 0 else n + index, 0), n - 1)
     step = int(view.genotypes["step"].iloc[i])
-    return g.to_dot(cell_type, title=f"{cell_type} cell at iteration {step}", redraw=str(i))
+    latest = " (latest)" if i == n - 1 else ""
+    title = f"{CELL_TITLES.get(cell_type, cell_type)} · genotype {i + 1} of {n}{latest} · derived at iteration {step}"
+    return g.to_dot(cell_type, title=title, redraw=str(i))
 
 
 # ---- comparison ---------------------------------------------------------------------------

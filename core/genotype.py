@@ -15,6 +15,7 @@ import networkx as nx
 from core.palette import op_color
 
 CELL_TYPES: tuple[str, str] = ("normal", "reduce")
+CELL_TITLES = {"normal": "Normal cell", "reduce": "Reduction cell"}  # as the pages and drawings name them
 Pair = tuple[str, int]
 
 
@@ -160,7 +161,7 @@ class Genotype:
             '  edge [fontname="Helvetica", fontsize=10];',
         ]
         if title:
-            lines.append(f'  label="{_esc(title)}"; labelloc=t; fontname="Helvetica";')
+            lines.append(f'  label="{_esc(title)}"; labelloc=t; fontname="Helvetica"; fontsize=16;')
 
         def node(n: str) -> str:
             return f'"{_esc(n)}"' if redraw is None else f'"{_esc(n)}@{_esc(redraw)}"'

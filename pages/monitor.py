@@ -10,7 +10,7 @@ import streamlit as st
 
 import app_state
 from core import figures, line_charts
-from core.genotype import CELL_TYPES
+from core.genotype import CELL_TITLES, CELL_TYPES
 from core.store import ACTIVE_STATUSES
 
 app_state.ensure_app_navigation()
@@ -18,7 +18,6 @@ app_state.ensure_app_navigation()
 SELECT_KEY = "monitor_select"
 STATUS_COLORS = {"running": "green", "queued": "blue", "paused": "orange", "finished": "violet",
                  "stopped": "gray", "failed": "red", "interrupted": "orange"}
-CELL_TITLES = {"normal": "Normal cell", "reduce": "Reduction cell"}
 
 store = app_state.get_store()
 manager = app_state.get_manager()
@@ -168,34 +167,44 @@ def _memo(name: str, version: tuple, build):
     return hit[1]
 
 
-def _weights_panel(view, run_id: int) -> None:
-    st.subheader("1 · Operation weights per edge")
-    tabs = st.tabs([CELL_TITLES[ct] for ct in CELL_TYPES], key=f"wtabs_{run_id}", on_change="rerun")
-    for ct, tab in zip(CELL_TYPES, tabs):
-        if tab.open is False:  # lazy: only the chosen cell type is drawn each second
-            continue
-        with tab:
-            c1, c2 = st.columns([3, 1], vertical_alignment="center")
-            mode = c1.segmented_control("View", ["Per edge over time", "Heatmap (latest)"],
-                                        default="Per edge over time", key=f"wview_{ct}_{run_id}",
-                                        label_visibility="collapsed")
-            # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
-            fit = c2.toggle("Zoom to data", key=f"wfit_{ct}_{run_id}",
-                            help="y from 0 to the largest weight instead of the activation's range")
-            # Alphas change only at architecture steps: rebuild these two only when they did. The
-            # grid's datasets are then the same bytes at every other refresh, and the browser
-            # leaves the chart alone.
-            version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
-            if mode == "Heatmap (latest)":
-                _plot(_memo(f"heat_{ct}_{run_id}", version,
-                            lambda: figures.op_weights_heatmap(view, ct)), f"w_heat_{ct}")
-            else:
-                _line(_memo(f"grid_{ct}_{run_id}", version,
-                            lambda: line_charts.op_weights_chart(view, ct, fit_y=fit)), f"w_grid_{ct}",
-                      stretch=False)
+WEIGHT_VIEWS = ("Per edge over time", "Heatmap (latest)")
+
+
+def _weight_options(run_id: int) -> tuple[str, str, bool]:
+    """The weight panel's cell type, view and zoom, chosen in the sidebar. Out of the refreshed
+    fragment (a choice reruns the page): the tabs, view switch and toggle drawn in it cost
+    Chromium's renderer about 0.05 core at a refresh a second (README, "Speed")."""
+    with st.sidebar:
+        st.subheader("Weight panel", help="What panel 1 of the Monitor shows.")
+        ct = st.segmented_control("Cell", CELL_TYPES, default=CELL_TYPES[0], required=True,
+                                  format_func=CELL_TITLES.get, key=f"wcell_{run_id}")
+        mode = st.segmented_control("View", WEIGHT_VIEWS, default=WEIGHT_VIEWS[0], required=True,
+                                    key=f"wview_{run_id}")
+        # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
+        fit = st.toggle("Zoom to data", key=f"wfit_{run_id}",
+                        help="y from 0 to the largest weight instead of the activation's range")
+    return ct or CELL_TYPES[0], mode or WEIGHT_VIEWS[0], fit
+
+
+def _weights_panel(view, run_id: int, options: tuple[str, str, bool]) -> None:
+    ct, mode, fit = options
+    st.subheader("1 · Operation weights per edge",
+                 help="Cell type, view (lines over time or a heatmap of the latest weights) and "
+                      "zoom: in the sidebar.")
+    # Alphas change only at architecture steps: rebuild the figure only when they did. The
+    # grid's datasets are then the same bytes at every other refresh, and the browser leaves
+    # the chart alone.
+    version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
+    if mode == WEIGHT_VIEWS[1]:
+        _plot(_memo(f"heat_{ct}_{run_id}", version, lambda: figures.op_weights_heatmap(view, ct)), f"w_heat_{ct}")
+    else:
+        _line(_memo(f"grid_{ct}_{run_id}", version, lambda: line_charts.op_weights_chart(view, ct, fit_y=fit)),
+              f"w_grid_{ct}", stretch=False)
 
 
 def _genotype_index(view, run_id: int) -> int:
+    """The genotype to draw (python index; -1 the newest): the history slider's choice, counted
+    from 1 as the cells' titles count them ("genotype 3 of 6")."""
     g = view.genotypes
     n = 0 if g is None else len(g)
     if n <= 1:
@@ -203,15 +212,13 @@ def _genotype_index(view, run_id: int) -> int:
     key, max_key = f"geno_idx_{run_id}", f"geno_idx_max_{run_id}"
     prev_max = st.session_state.get(max_key)
     # Follow the newest genotype unless the user went back in the history.
-    if key not in st.session_state or st.session_state[key] == prev_max or st.session_state[key] > n - 1:
-        st.session_state[key] = n - 1
-    st.session_state[max_key] = n - 1
-    idx = st.slider("Genotype history", 0, n - 1, key=key,
-                    help="Go back through the genotypes derived during the search (one per change).")
-    step = int(g["step"].iloc[idx])
-    st.caption(f"Genotype {idx + 1} of {n}, derived at iteration {step}"
-               + (" (latest)" if idx == n - 1 else ""))
-    return idx
+    if key not in st.session_state or st.session_state[key] == prev_max or st.session_state[key] > n:
+        st.session_state[key] = n
+    st.session_state[max_key] = n
+    # The cells' own titles say the iteration each genotype was derived at.
+    return st.slider("Genotype history", 1, n, key=key,
+                     help="Go back through the genotypes derived during the search (one per change); "
+                          "the newest is on the right.") - 1
 
 
 def _cell_panel(view, run_id: int) -> None:
@@ -223,8 +230,7 @@ def _cell_panel(view, run_id: int) -> None:
         idx = _genotype_index(view, run_id)
     cols = st.columns(2)
     for ct, col in zip(CELL_TYPES, cols):
-        with col:
-            st.markdown(f"**{CELL_TITLES[ct]}**")
+        with col:  # the drawing's title names the cell and the iteration
             st.graphviz_chart(figures.cell_dot(view, ct, idx), width="stretch")
     c1, c2 = st.columns([3, 2])
     with c1:
@@ -259,7 +265,7 @@ def _events_panel(view) -> None:
         st.dataframe(shown, hide_index=True, height=240)
 
 
-def _panels(run_id: int, started_live: bool, drawn_status: str) -> None:
+def _panels(run_id: int, started_live: bool, drawn_status: str, weight_options: tuple[str, str, bool]) -> None:
     """Everything that moves while the run goes, redrawn each second. What changes only with
     the run's status (heading, notices, controls) stays out of here: each element redrawn costs
     the browser at every refresh, on the cores the search runs on (README, "Speed")."""
@@ -279,7 +285,7 @@ def _panels(run_id: int, started_live: bool, drawn_status: str) -> None:
         if view.steps is None or view.steps.empty:
             st.caption("No iterations recorded yet — the charts fill in as the run writes rows.")
 
-    _weights_panel(view, run_id)
+    _weights_panel(view, run_id, weight_options)
     left, right = st.columns(2)
     with left:
         st.subheader("2 · Schedule")
@@ -327,4 +333,4 @@ shown = by_id[run_id]
 live = _is_live(shown)
 _heading(shown)
 _controls(shown)
-st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status)
+st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status, _weight_options(run_id))

@@ -265,6 +265,34 @@ def test_monitor_finished_run_draws_every_panel(finished_db):
     assert at.button(key="ctl_resume").disabled
 
 
+def test_monitor_weight_panel_options_in_the_sidebar(finished_db):
+    """Cell type, view and zoom of panel 1 are sidebar widgets (outside the refreshed fragment);
+    each choice redraws the panel accordingly."""
+    path, run_id = finished_db
+    at = _open("pages/monitor.py")
+    assert at.sidebar.segmented_control(key=f"wcell_{run_id}").value == "normal"
+    assert "Normal cell: operation weights" in _line_charts(at)
+    at.sidebar.segmented_control(key=f"wcell_{run_id}").set_value("reduce").run()
+    assert not at.exception
+    lines = _line_charts(at)
+    assert "Reduce cell: operation weights" in lines and "Normal cell: operation weights" not in lines
+    reduce_steps, _ = _store(path).alphas(run_id, "reduce")
+    assert len(reduce_steps) > 0 and len(lines["Reduce cell: operation weights"]["e0"]) > 0
+    # zoomed: the y scale follows the data instead of spanning the activation's range
+    y_of = lambda at: json.loads(next(c.proto.spec for c in at.get("vega_lite_chart") if "weights" in c.proto.spec)
+                                 )["vconcat"][0]["hconcat"][0]["layer"][0]["encoding"]["y"]["scale"]
+    assert "domain" in y_of(at)
+    at.sidebar.toggle(key=f"wfit_{run_id}").set_value(True).run()
+    assert "domain" not in y_of(at) and "domainMin" in y_of(at)
+    # the heatmap: one Plotly chart of the chosen cell, no weight grid
+    at.sidebar.segmented_control(key=f"wview_{run_id}").set_value("Heatmap (latest)").run()
+    assert not at.exception
+    assert not any("operation weights" in t for t in _line_charts(at))
+    heat = _charts(at)
+    assert len(heat) == 1 and heat[0]["data"][0]["type"] == "heatmap"
+    assert _title(heat[0]).startswith("Reduce cell: weights at iteration")
+
+
 def test_monitor_genotype_history_slider_goes_back(finished_db):
     path, run_id = finished_db
     g = _store(path).genotypes(run_id)
@@ -272,12 +300,14 @@ def test_monitor_genotype_history_slider_goes_back(finished_db):
         pytest.skip("the tiny run derived a single genotype")
     at = _open("pages/monitor.py")
     slider = at.slider(key=f"geno_idx_{run_id}")
-    assert slider.value == len(g) - 1
+    assert (slider.min, slider.max, slider.value) == (1, len(g), len(g))  # counted as the titles count
     latest = _dots(at)
-    slider.set_value(0).run()
+    assert all(f"genotype {len(g)} of {len(g)} (latest)" in d for d in latest)
+    slider.set_value(1).run()
     assert not at.exception
     first = json.loads(g["genotype"].iloc[0])
     assert all(op in _dots(at)[0] for op, _ in first["normal"])
+    assert all(f"genotype 1 of {len(g)} ·" in d for d in _dots(at))
     assert _dots(at) != latest or g["genotype"].iloc[0] == g["genotype"].iloc[-1]
 
 

@@ -360,9 +360,12 @@ def test_cell_dot_labels_ops_and_weights(views, tmp_path):
     assert g.normal_weights, "a derived genotype carries its edge weights"
     for (op, _), w in zip(g.normal, g.normal_weights):
         assert f'label="{op}\\n{w:.2f}"' in dot
-    assert f"iteration {int(view.genotypes['step'].iloc[-1])}" in dot
+    n = len(view.genotypes)
+    assert f"Normal cell · genotype {n} of {n} (latest) · derived at iteration {int(view.genotypes['step'].iloc[-1])}" in dot
     first = F.cell_dot(view, "reduce", index=0)
-    assert f"iteration {int(view.genotypes['step'].iloc[0])}" in first
+    assert f"Reduction cell · genotype 1 of {n}" in first
+    assert f"derived at iteration {int(view.genotypes['step'].iloc[0])}" in first
+    assert (n == 1) == ("(latest)" in first)
     assert F.cell_dot(view, "normal", index=10_000) == dot  # clamped
     plain = _genotype_store(tmp_path, [DARTS_V1])
     assert "sep_conv_3x3" in F.cell_dot(plain, "normal")
