@@ -4,6 +4,7 @@ the rows written since its last refresh (core.live.RunView, kept per run in sess
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
@@ -170,24 +171,46 @@ def _memo(name: str, version: tuple, build):
 WEIGHT_VIEWS = ("Per edge over time", "Heatmap (latest)")
 
 
-def _weight_options(run_id: int) -> tuple[str, str, bool]:
-    """The weight panel's cell type, view and zoom, chosen in the sidebar. Out of the refreshed
-    fragment (a choice reruns the page): the tabs, view switch and toggle drawn in it cost
-    Chromium's renderer about 0.05 core at a refresh a second (README, "Speed")."""
+@dataclass(frozen=True)
+class ViewOptions:
+    """What the sidebar asks the refreshed panels to show."""
+    cell: str = CELL_TYPES[0]  # the weight panel's cell type
+    heatmap: bool = False      # the weight panel's latest weights as a heatmap, not lines over time
+    zoom: bool = False         # the weight lines' y axis on the data, not the activation's range
+    history: bool = True       # the genotype history slider
+    changes: bool = False      # the genotype change log
+    events: bool = False       # the run's events
+
+
+def _view_options(run_id: int, live: bool) -> ViewOptions:
+    """The panels' options, as sidebar widgets. They stay out of the refreshed fragment (a
+    choice reruns the page): widgets drawn in it cost the browser at every refresh, on the
+    cores the search runs on. Replayed at the demo's pace, the weight panel's tabs, view switch
+    and zoom toggle cost Chromium about 0.05 core, the history slider and the two tables'
+    expanders about 0.03 each (README, "Speed")."""
     with st.sidebar:
-        st.subheader("Weight panel", help="What panel 1 of the Monitor shows.")
-        ct = st.segmented_control("Cell", CELL_TYPES, default=CELL_TYPES[0], required=True,
+        st.subheader("Monitor view", help="What the panels show; each choice redraws the page.")
+        ct = st.segmented_control("Weights: cell", CELL_TYPES, default=CELL_TYPES[0], required=True,
                                   format_func=CELL_TITLES.get, key=f"wcell_{run_id}")
-        mode = st.segmented_control("View", WEIGHT_VIEWS, default=WEIGHT_VIEWS[0], required=True,
+        mode = st.segmented_control("Weights: view", WEIGHT_VIEWS, default=WEIGHT_VIEWS[0], required=True,
                                     key=f"wview_{run_id}")
         # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
-        fit = st.toggle("Zoom to data", key=f"wfit_{run_id}",
-                        help="y from 0 to the largest weight instead of the activation's range")
-    return ct or CELL_TYPES[0], mode or WEIGHT_VIEWS[0], fit
+        zoom = st.toggle("Weights: zoom to data", key=f"wfit_{run_id}",
+                         help="y from 0 to the largest weight instead of the activation's range")
+        # A run that has ended is not redrawn each second: its slider costs nothing there.
+        history = not live or st.toggle(
+            "Cells: history slider", key=f"geno_browse_{run_id}",
+            help="While the run goes the cells follow the newest genotype; this adds a slider "
+                 "that goes back through the genotypes derived so far.")
+        changes = st.toggle("Cells: change log", key=f"changes_open_{run_id}",
+                            help="What changed in the genotype, and at which iteration.")
+        events = st.toggle("Events", key=f"events_open_{run_id}",
+                           help="The run's events: start, pruning, pauses, checkpoints, errors.")
+    return ViewOptions(ct or CELL_TYPES[0], mode == WEIGHT_VIEWS[1], zoom, history, changes, events)
 
 
-def _weights_panel(view, run_id: int, options: tuple[str, str, bool]) -> None:
-    ct, mode, fit = options
+def _weights_panel(view, run_id: int, opts: ViewOptions) -> None:
+    ct, fit = opts.cell, opts.zoom
     st.subheader("1 · Operation weights per edge",
                  help="Cell type, view (lines over time or a heatmap of the latest weights) and "
                       "zoom: in the sidebar.")
@@ -195,7 +218,7 @@ def _weights_panel(view, run_id: int, options: tuple[str, str, bool]) -> None:
     # grid's datasets are then the same bytes at every other refresh, and the browser leaves
     # the chart alone.
     version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
-    if mode == WEIGHT_VIEWS[1]:
+    if opts.heatmap:
         _plot(_memo(f"heat_{ct}_{run_id}", version, lambda: figures.op_weights_heatmap(view, ct)), f"w_heat_{ct}")
     else:
         _line(_memo(f"grid_{ct}_{run_id}", version, lambda: line_charts.op_weights_chart(view, ct, fit_y=fit)),
@@ -221,51 +244,48 @@ def _genotype_index(view, run_id: int) -> int:
                           "the newest is on the right.") - 1
 
 
-def _cell_panel(view, run_id: int) -> None:
-    st.subheader("4 · The derived cell")
+def _cell_panel(view, run_id: int, opts: ViewOptions) -> None:
+    st.subheader("4 · The derived cell",
+                 help="While the run goes the cells follow the newest genotype; the history "
+                      "slider and the change log are in the sidebar.")
     if view.genotypes is None or len(view.genotypes) == 0:
         st.caption("No genotype derived yet; the first appears once the supernet is built.")
         return
     with st.container():  # the slider appears with the second genotype
-        idx = _genotype_index(view, run_id)
+        idx = _genotype_index(view, run_id) if opts.history else -1
     cols = st.columns(2)
     for ct, col in zip(CELL_TYPES, cols):
         with col:  # the drawing's title names the cell and the iteration
             st.graphviz_chart(figures.cell_dot(view, ct, idx), width="stretch")
-    c1, c2 = st.columns([3, 2])
+    c1, c2 = st.columns(2)
     with c1:
-        # Drawn only while open (a table redrawn every second costs the browser), under a label
-        # that stays the same: a new label would be a new expander, closed again.
-        log = st.expander("Change log (newest first)", key=f"changes_open_{run_id}", on_change="rerun")
-        if log.open:
-            with log:
-                changes = figures.genotype_changes(view)
-                if changes is None or changes.empty:
-                    st.caption("The genotype has not changed yet.")
-                else:
-                    # the change text names the cell and node already
-                    st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}",
-                                 column_order=["step", "change"],
-                                 column_config={"step": st.column_config.NumberColumn("iteration", width="small"),
-                                                "change": st.column_config.TextColumn(width="large")})
-    with c2:
         _line(line_charts.size_chart(view), "size")
+    if opts.changes:
+        with c2:
+            st.markdown("**Change log** (newest first)")
+            changes = figures.genotype_changes(view)
+            if changes is None or changes.empty:
+                st.caption("The genotype has not changed yet.")
+            else:
+                # the change text names the cell and node already
+                st.dataframe(changes.iloc[::-1], hide_index=True, height=300, key=f"changes_{run_id}",
+                             column_order=["step", "change"],
+                             column_config={"step": st.column_config.NumberColumn("iteration", width="small"),
+                                            "change": st.column_config.TextColumn(width="large")})
 
 
-def _events_panel(view) -> None:
+def _events_table(view) -> None:
+    st.markdown("**Events** (newest first)")
     ev = view.events
     if ev is None or len(ev) == 0:
+        st.caption("No events recorded yet.")
         return
-    box = st.expander("Events (newest first)", key=f"events_open_{view.run_id}", on_change="rerun")
-    if not box.open:
-        return
-    with box:
-        shown = ev[["step", "time", "kind", "message"]].iloc[::-1].copy()
-        shown["time"] = pd.to_datetime(shown["time"], unit="s").dt.strftime("%H:%M:%S")
-        st.dataframe(shown, hide_index=True, height=240)
+    shown = ev[["step", "time", "kind", "message"]].iloc[::-1].copy()
+    shown["time"] = pd.to_datetime(shown["time"], unit="s").dt.strftime("%H:%M:%S")
+    st.dataframe(shown, hide_index=True, height=240)
 
 
-def _panels(run_id: int, started_live: bool, drawn_status: str, weight_options: tuple[str, str, bool]) -> None:
+def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOptions) -> None:
     """Everything that moves while the run goes, redrawn each second. What changes only with
     the run's status (heading, notices, controls) stays out of here: each element redrawn costs
     the browser at every refresh, on the cores the search runs on (README, "Speed")."""
@@ -285,7 +305,7 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, weight_options: 
         if view.steps is None or view.steps.empty:
             st.caption("No iterations recorded yet — the charts fill in as the run writes rows.")
 
-    _weights_panel(view, run_id, weight_options)
+    _weights_panel(view, run_id, opts)
     left, right = st.columns(2)
     with left:
         st.subheader("2 · Schedule")
@@ -295,13 +315,14 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, weight_options: 
         for n, chart in enumerate(line_charts.regularizer_charts(view) or [None]):
             _line(chart, f"regularizer_{n}")
     with st.container():
-        _cell_panel(view, run_id)
+        _cell_panel(view, run_id, opts)
     st.subheader("5 · Losses and accuracies")
     charts = line_charts.losses_charts(view) or [None, None]
     for col, chart, key in zip(st.columns(2), charts, ("loss", "accuracy")):
         with col:
             _line(chart, key)
-    _events_panel(view)
+    if opts.events:
+        _events_table(view)
     if started_live:
         st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')}")
 
@@ -333,4 +354,4 @@ shown = by_id[run_id]
 live = _is_live(shown)
 _heading(shown)
 _controls(shown)
-st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status, _weight_options(run_id))
+st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status, _view_options(run_id, live))

@@ -315,9 +315,10 @@ def test_monitor_change_log_and_events_are_drawn_once_opened(finished_db):
     path, run_id = finished_db
     store = _store(path)
     at = _open("pages/monitor.py")
-    labels = [e.label for e in at.expander]
-    assert "Change log (newest first)" in labels and "Events (newest first)" in labels
-    assert not at.dataframe  # closed: no table redrawn at each refresh
+    # sidebar toggles, off by default: no table (nor a closed expander) redrawn at each refresh
+    assert not at.sidebar.toggle(key=f"changes_open_{run_id}").value
+    assert not at.sidebar.toggle(key=f"events_open_{run_id}").value
+    assert not at.dataframe and not at.expander
     at.session_state[f"changes_open_{run_id}"] = True
     at.session_state[f"events_open_{run_id}"] = True
     at.run()
@@ -330,6 +331,7 @@ def test_monitor_change_log_and_events_are_drawn_once_opened(finished_db):
     assert len(changes) >= 1 and changes["step"].iloc[0] == changes["step"].max()
     assert changes["step"].max() <= g["step"].iloc[-1]
     assert events["kind"].tolist() == store.events(run_id)["kind"].iloc[::-1].tolist()
+    assert {"Change log (newest first)", "Events (newest first)"} <= {m.value.replace("*", "") for m in at.markdown}
 
 
 def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template):
@@ -340,6 +342,12 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     assert f"{RUNNING_UNTIL + 1} / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
     assert at.query_params["run"] == str(run_id)
     before = len(_line_charts(at)["Loss"]["train"])
+    # live, the cells follow the newest genotype; the history slider comes with its sidebar toggle
+    assert not at.slider
+    n_genotypes = len(_store(path).genotypes(run_id))
+    at.sidebar.toggle(key=f"geno_browse_{run_id}").set_value(True).run()
+    assert not at.exception
+    assert n_genotypes > 1 and len(at.slider) == 1
     # the "CLI process" writes more rows; the next refresh shows them
     template = _store(finished_template[0])
     store = _store(path)
