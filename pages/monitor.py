@@ -205,7 +205,7 @@ def _view_options(run_id: int, live: bool) -> ViewOptions:
         changes = st.toggle("Cells: change log", key=f"changes_open_{run_id}",
                             help="What changed in the genotype, and at which iteration.")
         events = st.toggle("Events", key=f"events_open_{run_id}",
-                           help="The run's events: start, pruning, pauses, checkpoints, errors.")
+                           help="The run's events: start, epoch ends, pruning, ADMM updates, pauses, the end, errors.")
     return ViewOptions(ct or CELL_TYPES[0], mode == WEIGHT_VIEWS[1], zoom, history, changes, events)
 
 
