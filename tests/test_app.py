@@ -279,8 +279,10 @@ def test_monitor_weight_panel_options_in_the_sidebar(finished_db):
     reduce_steps, _ = _store(path).alphas(run_id, "reduce")
     assert len(reduce_steps) > 0 and len(lines["Reduce cell: operation weights"]["e0"]) > 0
     # zoomed: the y scale follows the data instead of spanning the activation's range
-    y_of = lambda at: json.loads(next(c.proto.spec for c in at.get("vega_lite_chart") if "weights" in c.proto.spec)
-                                 )["vconcat"][0]["hconcat"][0]["layer"][0]["encoding"]["y"]["scale"]
+    def y_of(at) -> dict:
+        grid = next(json.loads(c.proto.spec) for c in at.get("vega_lite_chart") if "weights" in c.proto.spec)
+        return grid["vconcat"][0]["hconcat"][0]["layer"][0]["encoding"]["y"]["scale"]
+
     assert "domain" in y_of(at)
     at.sidebar.toggle(key=f"wfit_{run_id}").set_value(True).run()
     assert "domain" not in y_of(at) and "domainMin" in y_of(at)
