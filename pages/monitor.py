@@ -168,7 +168,7 @@ def _memo(name: str, version: tuple, build):
     return hit[1]
 
 
-WEIGHT_VIEWS = ("Per edge over time", "Heatmap (latest)")
+WEIGHT_VIEWS = ("Lines", "Heatmap")  # short: the two sit side by side in the sidebar
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,9 @@ def _view_options(run_id: int, live: bool) -> ViewOptions:
         ct = st.segmented_control("Weights: cell", CELL_TYPES, default=CELL_TYPES[0], required=True,
                                   format_func=CELL_TITLES.get, key=f"wcell_{run_id}")
         mode = st.segmented_control("Weights: view", WEIGHT_VIEWS, default=WEIGHT_VIEWS[0], required=True,
-                                    key=f"wview_{run_id}")
+                                    key=f"wview_{run_id}",
+                                    help="Lines: each op's weight over the iterations, one small chart "
+                                         "per edge. Heatmap: the latest weights, edges by ops.")
         # Softmax shares start near 1/ops and move little early on: zooming shows the motion.
         zoom = st.toggle("Weights: zoom to data", key=f"wfit_{run_id}",
                          help="y from 0 to the largest weight instead of the activation's range")

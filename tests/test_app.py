@@ -287,7 +287,7 @@ def test_monitor_weight_panel_options_in_the_sidebar(finished_db):
     at.sidebar.toggle(key=f"wfit_{run_id}").set_value(True).run()
     assert "domain" not in y_of(at) and "domainMin" in y_of(at)
     # the heatmap: one Plotly chart of the chosen cell, no weight grid
-    at.sidebar.segmented_control(key=f"wview_{run_id}").set_value("Heatmap (latest)").run()
+    at.sidebar.segmented_control(key=f"wview_{run_id}").set_value("Heatmap").run()
     assert not at.exception
     assert not any("operation weights" in t for t in _line_charts(at))
     heat = _charts(at)
