@@ -248,8 +248,8 @@ def _genotype_index(view, run_id: int) -> int:
 
 def _cell_panel(view, run_id: int, opts: ViewOptions) -> None:
     st.subheader("4 · The derived cell",
-                 help="While the run goes the cells follow the newest genotype; the history "
-                      "slider and the change log are in the sidebar.")
+                 help="While the run goes the cells follow the newest genotype, and the history "
+                      "slider is a toggle in the sidebar; the change log is a toggle there too.")
     if view.genotypes is None or len(view.genotypes) == 0:
         st.caption("No genotype derived yet; the first appears once the supernet is built.")
         return
