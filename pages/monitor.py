@@ -330,6 +330,12 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
 
 
 # ---- page ------------------------------------------------------------------------------------
+# Streamlit fades the elements a script run has not yet redrawn ("stale"), and the live panels'
+# refresh each second started that opacity transition on their containers over and over: the
+# browser's compositor then worked at every refresh for a fade nobody needs to see here. First
+# on the page, so that a rerun whose elements change (a new status) never drops it midway.
+st.html("<style>[data-testid='stElementContainer'] {transition: none !important; "
+        "opacity: 1 !important;}</style>")
 st.title("Monitor")
 app_state.show_flash()
 runs = store.list_runs()
@@ -356,10 +362,4 @@ shown = by_id[run_id]
 live = _is_live(shown)
 _heading(shown)
 _controls(shown)
-if live:
-    # Streamlit fades the elements a script run has not yet redrawn ("stale"), and a refresh
-    # each second starts that opacity transition on the panels' containers over and over: the
-    # browser's compositor then works at every refresh for a fade nobody needs to see here.
-    st.html("<style>[data-testid='stElementContainer'] {transition: none !important; "
-            "opacity: 1 !important;}</style>")
 st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status, _view_options(run_id, live))

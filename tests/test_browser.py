@@ -179,7 +179,10 @@ def test_demo_runs_live_in_the_browser(server, page):
     page.evaluate("""() => { window.__drawn = 0; const fresh = 'svg.marks, canvas.marks';
         new MutationObserver(ms => ms.forEach(m => m.addedNodes
         .forEach(n => { if (n.nodeType === 1 && (n.matches(fresh) || n.querySelector(fresh)))
-                          window.__drawn++; }))).observe(document.body, {childList: true, subtree: true}); }""")
+                          window.__drawn++; }))).observe(document.body, {childList: true, subtree: true});
+        // Streamlit's stale fade: an opacity transition on what a script run has not redrawn yet.
+        window.__fades = 0; document.addEventListener('transitionrun',
+            e => { if (e.propertyName === 'opacity') window.__fades++; }, true); }""")
     seen: list[int] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -192,6 +195,9 @@ def test_demo_runs_live_in_the_browser(server, page):
         page.wait_for_timeout(250)
     growth = [b for a, b in zip(seen, seen[1:]) if b > a]
     assert len(growth) >= 2, f"accuracy chart point counts seen: {seen}"
+    # The Monitor turns that fade off: no element starts fading at a refresh.
+    fades = page.evaluate("() => window.__fades")
+    assert fades == 0, f"{fades} opacity transitions over {len(seen) - 1} refreshes"
     drawn = page.evaluate("() => window.__drawn")
     # 7 charts (the weight grid, then the six of panels 2-5) over len(seen) - 1 >= 2 refreshes;
     # allow one redraw each (a resize redraws).
