@@ -30,6 +30,7 @@ import pyarrow as pa
 from core.figures import AXIS_LOOK, LOOK, MAX_POINTS, edge_index, edge_label, op_names, sample, y_range
 from core.live import RunView
 from core.palette import PRUNED_COLOR, op_color
+from core.store import ACTIVE_STATUSES
 
 # The look of the Plotly charts (core.figures.LOOK), as Vega-Lite config; pages pass theme=None.
 TEXT = LOOK["font"]["color"]
@@ -115,6 +116,32 @@ def iteration_axis(view: RunView) -> dict[str, Any]:
     if not total:
         return X
     return {**X, "scale": {"domain": [0, max(1, int(total) - 1)], "nice": False}}
+
+
+def held_until(view: RunView) -> int:
+    """The last iteration drawn of what changes only at architecture steps (the op weights, the
+    discretization gap, the derived cell's size): while the run goes, its latest architecture
+    step (or its first row before any), since these values hold until the next one; once it has
+    ended, its last iteration. Drawn on to the newest row instead, those charts would change at
+    every iteration with nothing new to show, and each chart whose data changes costs the
+    browser a redraw, on the cores the search runs on (README, "Speed")."""
+    df = view.steps
+    if df.empty:
+        return view.last_step
+    if view.run is not None and view.run.status not in ACTIVE_STATUSES:
+        return view.last_step
+    arch = df["step"].to_numpy()[df["arch_step"].to_numpy() == 1]
+    return int(arch[-1]) if len(arch) else int(df["step"].iloc[0])
+
+
+def changes_only(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A step function's points where its value changes, and its last point."""
+    if len(y) < 3:
+        return x, y
+    keep = np.flatnonzero(np.r_[True, y[1:] != y[:-1]])
+    if keep[-1] != len(y) - 1:
+        keep = np.append(keep, len(y) - 1)
+    return x[keep], y[keep]
 
 
 def step_values(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +236,10 @@ def op_weights_chart(view: RunView, cell_type: str, fit_y: bool = False,
         return None
     prims = op_names(view, w.shape[2])
     x = steps.astype(np.int64)
-    extend = view.last_step > x[-1]
+    until = held_until(view)
+    extend = until > x[-1]
     if extend:
-        x = np.append(x, view.last_step)
+        x = np.append(x, until)
     pruned = view.pruned
     pruned = pruned[pruned["cell_type"] == cell_type] if len(pruned) else pruned
     died = {(int(e), str(o)): int(s) for s, e, o in
@@ -413,8 +441,9 @@ def regularizer_charts(view: RunView, max_points: int = MAX_POINTS) -> list[Line
         subtitle="penalty terms at architecture steps", data={"name": "terms"}),
         {"terms": terms}, f"penalty recorded at {_count(terms['iteration'].nunique(), 'architecture step')}"))
 
-    s, v = step_values(df, "gap")
-    xs, ys = sample(s, v, max_points)
+    # The gap moves only at architecture steps: drawn where it changed, up to the latest one.
+    s, v = step_values(df[df["step"] <= held_until(view)], "gap")
+    xs, ys = sample(*changes_only(s, v), max_points)
     gap = _points(xs, ys)
     charts.append(LineChart(_chart(
         "Discretization gap ||A - D(A)||", [
@@ -462,8 +491,9 @@ def size_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | None:
     x = g["step"].to_numpy()
     y = g["size"].to_numpy(dtype=np.float64)
     xl, yl = x, y
-    if view.last_step > x[-1]:
-        xl, yl = np.append(x, view.last_step), np.append(y, y[-1])
+    until = held_until(view)
+    if until > x[-1]:
+        xl, yl = np.append(x, until), np.append(y, y[-1])
     xl, yl = sample(xl, yl, max_points)
     xm, ym = sample(x, y, max_points)
     y_enc = {"field": "value", "type": "quantitative", "title": "parameters",

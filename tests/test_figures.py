@@ -262,7 +262,11 @@ def test_regularizer_charts_admm_updates(views):
     assert admm.datasets["updates"]["iteration"].tolist() == view.admm["step"].tolist()  # a line each
     assert admm.datasets["note"].empty
     assert "admm penalty" in set(terms.datasets["terms"]["series"])
-    assert len(gap.datasets["gap"]) == view.steps["gap"].notna().sum() > 0
+    # the gap drawn where it changed (architecture steps), from the first row to the last
+    g = view.steps[["step", "gap"]].dropna()
+    drawn = g[g["gap"].diff().ne(0) | (g["step"] == g["step"].iloc[-1])]
+    assert gap.datasets["gap"]["iteration"].tolist() == drawn["step"].tolist()
+    assert gap.datasets["gap"]["value"].tolist() == pytest.approx(drawn["gap"].tolist())
 
 
 def test_regularizer_charts_without_admm(views):
@@ -307,6 +311,42 @@ def test_line_chart_specs_stay_the_same_as_rows_arrive(tmp_path):
         # the iteration axis spans the planned run from the start, whatever has been written
         domains = re.findall(r'"field": "iteration", "scale": {"domain": \[(\d+), (\d+)\]', a[name].spec_json())
         assert domains and set(domains) == {("0", "3999")}, name
+
+
+def test_values_of_architecture_steps_are_drawn_to_the_latest_one_while_live(tmp_path):
+    """While a run goes, the weight grid, the gap and the cell's size end at its latest
+    architecture step, so an iteration without one leaves their data byte for byte as it was
+    (the browser then leaves those charts alone); the losses and the schedule reach the newest
+    row. Once the run has ended, everything reaches its last iteration."""
+    store = RunStore(tmp_path / "live.sqlite")
+    rid = _render_bench().make_synthetic_run(store, 300, "prime-crb")
+    store.update_run(rid, status="running", finished=None)
+    view = RunView(store, rid)
+    view.refresh()
+    arch = view.steps.loc[view.steps["arch_step"] == 1, "step"]
+    last_arch, last = int(arch.iloc[-1]), view.last_step
+    assert last_arch < last and L.held_until(view) == last_arch
+    held = ("weights_normal", "weights_reduce", "regularizer_1", "size")
+    before = {k: c.arrow_spec()["datasets"] for k, c in L.monitor_line_charts(view).items()}
+    for name in held:
+        tops = [int(df["iteration"].max()) for df in L.monitor_line_charts(view)[name].datasets.values()
+                if "iteration" in df and len(df)]
+        assert max(tops) == last_arch, name
+    assert before["loss"] != {} and L.losses_charts(view)[0].datasets["train"]["iteration"].max() == last
+    row = view.steps.iloc[-1].to_dict()
+    store.add_steps(rid, [{**{k: v for k, v in row.items() if k in ("epoch", "gap", "active_ops", "lr")},
+                           "step": last + 1, "arch_step": 0, "fi": 3.0, "train_loss": 0.5, "train_acc": 0.9}])
+    view.refresh()
+    after = {k: c.arrow_spec()["datasets"] for k, c in L.monitor_line_charts(view).items()}
+    for name in held:
+        assert after[name] == before[name], name
+    assert after["loss"] != before["loss"] and after["schedule"] != before["schedule"]
+    store.update_run(rid, status="finished")
+    view.refresh()
+    assert L.held_until(view) == last + 1
+    ended = L.monitor_line_charts(view)
+    assert ended["size"].datasets["size"]["iteration"].iloc[-1] == last + 1
+    assert ended["regularizer_1"].datasets["gap"]["iteration"].iloc[-1] == last + 1
 
 
 # ---- genotype ------------------------------------------------------------------------------
