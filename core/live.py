@@ -8,6 +8,7 @@ event id), so a refresh of a 20,000-iteration run costs what its new rows cost. 
 """
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -27,6 +28,7 @@ _INT_COLUMNS = ("step", "epoch", "arch_step", "active_ops")
 # Events that mean the writer (re)started: a resumed run first drops the rows after its
 # checkpoint and writes them again under the same step numbers, so the view re-reads all.
 _RESTART_KINDS = ("started", "resumed")
+_GENERATIONS = itertools.count(1)
 
 
 def activation_for(config: dict[str, Any]) -> type[Activation] | None:
@@ -130,6 +132,10 @@ class RunView:
         self._reset()
 
     def _reset(self) -> None:
+        # A new number whenever the view takes in anything (see refresh), unique in the process
+        # (a view made afresh never reuses one): what was drawn from the same generation can be
+        # kept as it was.
+        self.generation = next(_GENERATIONS)
         self.steps = _empty_steps()
         self.terms = pd.DataFrame({"step": pd.Series(dtype="int64")})
         self.alpha_steps: dict[str, np.ndarray] = {ct: np.zeros(0, np.int64) for ct in CELL_TYPES}
@@ -231,6 +237,8 @@ class RunView:
             new_g["genotype"] = _text(new_g["genotype"])
             self.genotypes = _append(self.genotypes, new_g)
             changed = True
+        if changed:
+            self.generation = next(_GENERATIONS)
         return bool(changed)
 
     def _held_any(self) -> bool:

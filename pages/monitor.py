@@ -159,8 +159,12 @@ def _line(chart, key: str, stretch: bool = True) -> None:
         st.caption(chart.caption)
 
 
-def _memo(name: str, version: tuple, build):
-    """The figure built for ``version`` of the data, rebuilt only when the version changes."""
+def _memo(name: str, version, build):
+    """The figure built for ``version`` of the data, rebuilt only when the version changes. The
+    line charts are kept for a generation of the run's view (``RunView.generation``): a refresh
+    that found no new rows (about one in three while the demo is watched) then builds and
+    converts nothing, and the charts' bytes, the same as before, cost the browser nothing. Their
+    building and conversion to Arrow were most of the server's time in a refresh."""
     memo = st.session_state.setdefault("_monitor_figure_memo", {})
     hit = memo.get(name)
     if hit is None or hit[0] != version:
@@ -261,7 +265,7 @@ def _cell_panel(view, run_id: int, opts: ViewOptions) -> None:
             st.graphviz_chart(figures.cell_dot(view, ct, idx), width="stretch")
     c1, c2 = st.columns(2)
     with c1:
-        _line(line_charts.size_chart(view), "size")
+        _line(_memo(f"size_{run_id}", view.generation, lambda: line_charts.size_chart(view)), "size")
     if opts.changes:
         with c2:
             st.markdown("**Change log** (newest first)")
@@ -311,15 +315,16 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
     left, right = st.columns(2)
     with left:
         st.subheader("2 · Schedule")
-        _line(line_charts.schedule_chart(view), "schedule")
+        _line(_memo(f"schedule_{run_id}", view.generation, lambda: line_charts.schedule_chart(view)), "schedule")
     with right:
         st.subheader("3 · Regularizers")
-        for n, chart in enumerate(line_charts.regularizer_charts(view) or [None]):
+        regularizers = _memo(f"regularizers_{run_id}", view.generation, lambda: line_charts.regularizer_charts(view))
+        for n, chart in enumerate(regularizers or [None]):
             _line(chart, f"regularizer_{n}")
     with st.container():
         _cell_panel(view, run_id, opts)
     st.subheader("5 · Losses and accuracies")
-    charts = line_charts.losses_charts(view) or [None, None]
+    charts = _memo(f"losses_{run_id}", view.generation, lambda: line_charts.losses_charts(view)) or [None, None]
     for col, chart, key in zip(st.columns(2), charts, ("loss", "accuracy")):
         with col:
             _line(chart, key)

@@ -336,7 +336,12 @@ def test_monitor_change_log_and_events_are_drawn_once_opened(finished_db):
     assert {"Change log (newest first)", "Events (newest first)"} <= {m.value.replace("*", "") for m in at.markdown}
 
 
-def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template):
+def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template, monkeypatch):
+    from core import line_charts
+
+    built = []  # the schedule chart's builds: one per refresh that brought new rows
+    schedule_chart = line_charts.schedule_chart
+    monkeypatch.setattr(line_charts, "schedule_chart", lambda view: built.append(1) or schedule_chart(view))
     path, run_id = running_db
     at = _open("pages/monitor.py")
     text = _texts(at)
@@ -350,6 +355,8 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     at.sidebar.toggle(key=f"geno_browse_{run_id}").set_value(True).run()
     assert not at.exception
     assert n_genotypes > 1 and len(at.slider) == 1
+    # that rerun found no new rows: the charts were kept as they were, not built again
+    assert len(built) == 1 and len(_line_charts(at)["Loss"]["train"]) == before
     # the "CLI process" writes more rows; the next refresh shows them
     template = _store(finished_template[0])
     store = _store(path)
@@ -360,7 +367,7 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     at.run()
     assert not at.exception
     after = len(_line_charts(at)["Loss"]["train"])
-    assert after > before
+    assert after > before and len(built) == 2
     assert "12 / 12 iterations" in "\n".join(p.proto.text for p in at.progress)
     # once the run ends the page stops refreshing
     store.update_run(run_id, status="finished", finished=time.time())

@@ -126,8 +126,10 @@ def test_refresh_fetches_only_new_rows(store, run_id):
     assert list(view.terms.columns) == ["step", "val_ce", "proximity"]
     assert len(view.pruned) == 1 and len(view.epochs) == 1
 
-    # Nothing new: every reader is asked only for what lies after what the view holds.
-    assert view.refresh() is False
+    # Nothing new: every reader is asked only for what lies after what the view holds, and the
+    # view's generation (what the monitor keeps its charts by) stays.
+    generation = view.generation
+    assert view.refresh() is False and view.generation == generation
     again = store.take()
     assert again["steps"] == (9, 0)
     assert again["alphas_normal"] == (8, 0) and again["alphas_reduce"] == (8, 0)
@@ -136,7 +138,7 @@ def test_refresh_fetches_only_new_rows(store, run_id):
 
     # New rows: exactly those arrive, appended in order.
     _fill(store, run_id, 10, 15)
-    assert view.refresh() is True
+    assert view.refresh() is True and view.generation != generation
     new = store.take()
     assert new["steps"] == (9, 5)
     assert new["alphas_normal"] == (8, 2)  # steps 11 and 14
@@ -195,7 +197,10 @@ def test_resumed_run_is_read_again(store, run_id):
         r["train_loss"] = 9.0
     store.add_event(run_id, "resumed", "resumed from epoch 1", step=5)
     store.add_steps(run_id, rows)
-    assert view.refresh() is True
+    seen = {view.generation}
+    assert view.refresh() is True and view.generation not in seen
+    # a view made afresh never takes a generation an earlier view had
+    assert RunView(store, run_id).generation > view.generation
     assert view.steps["step"].tolist() == list(range(12))
     assert (view.steps.loc[view.steps["step"] >= 5, "train_loss"] == 9.0).all()
     assert list(view.alpha_steps["normal"]) == [2]  # later weights were dropped and not rewritten
