@@ -29,6 +29,18 @@ DARTS_PRIMITIVES: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 
+# What each op does, in a line (the op key on Home).
+OP_DESCRIPTIONS: dict[str, str] = {
+    "none": "zero: the edge passes nothing",
+    "max_pool_3x3": "3x3 max pooling",
+    "avg_pool_3x3": "3x3 average pooling",
+    "skip_connect": "identity (a factorized reduce at stride 2)",
+    "sep_conv_3x3": "3x3 separable convolution, twice",
+    "sep_conv_5x5": "5x5 separable convolution, twice",
+    "dil_conv_3x3": "3x3 dilated separable convolution (dilation 2)",
+    "dil_conv_5x5": "5x5 dilated separable convolution (dilation 2)",
+}
+
 
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     def deco(factory: OpFactory) -> OpFactory:

@@ -6,6 +6,9 @@ import streamlit as st
 import app_state
 from core.config import ConfigError
 from core.device import pick_device
+from core.genotype import DARTS_V2
+from core.ops import OP_DESCRIPTIONS
+from core.palette import op_key_spec
 
 app_state.ensure_app_navigation()
 
@@ -48,6 +51,23 @@ with right:
     st.metric("Searches run on", str(device).upper())
     if device.type == "cpu":
         st.caption("No GPU found: the demo is sized for a CPU; the `paper` preset needs a GPU.")
+
+# What the Monitor draws, on a cell from the literature. Also what makes the first Monitor quick:
+# the browser loads its chart libraries (Vega-Lite, Graphviz) with the first chart of each kind,
+# and here that happens before the click, not next to the search just started. With these on
+# Home, Chromium used 5.7-6.8 CPU seconds in the 10 s after "Run the demo" instead of 7.9-9.1,
+# and the weight grid showed 2.6-4.2 s after the click instead of 5.1-5.9 (README, "Speed").
+st.subheader("What a search shows")
+cell, key = st.columns([3, 2], gap="large")
+with cell:
+    st.graphviz_chart(DARTS_V2.to_dot("normal", title="Normal cell of DARTS (second order), CIFAR-10"))
+    st.caption("The Monitor draws the normal and the reduction cell a search derives, and redraws "
+               "them as they change. This one is the cell DARTS found on CIFAR-10 (Liu et al., "
+               "2019): c_{k-2} and c_{k-1} are the two previous cells' outputs, each node takes two "
+               "inputs, and each edge carries its operation's colour.")
+with key:
+    st.vega_lite_chart(op_key_spec(OP_DESCRIPTIONS), theme=None)
+    st.caption("One colour per operation, in every chart and cell of the app.")
 
 st.subheader("Pages")
 c1, c2, c3 = st.columns(3)

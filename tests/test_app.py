@@ -16,6 +16,8 @@ from core.activations import list_activations
 from core.config import GROUPS, field_info, list_methods, list_presets, make_config
 from core.data import list_datasets
 from core.export import export_run
+from core.ops import DARTS_PRIMITIVES
+from core.palette import OP_COLORS
 from core.regularizers import list_regularizers
 from core.schedules import list_schedules
 from core.store import RunStore
@@ -109,6 +111,18 @@ def test_home_empty_store(app_db):
     assert "DARTS-PRIME" in _texts(at)
     assert at.button(key="run_demo").label == "Run the demo"
     assert any(m.label == "Searches run on" and m.value == "CPU" for m in at.metric)
+    # what a search shows: a cell from the literature, drawn as the Monitor draws cells, and the
+    # op key, each op in its palette colour with what it does
+    (dot,) = _dots(at)
+    assert "Normal cell of DARTS" in dot and dot.count(f', color="{OP_COLORS["sep_conv_3x3"]}"') == 5
+    assert dot.count(f', color="{OP_COLORS["skip_connect"]}"') == 2 and "dil_conv_3x3" in dot
+    (chart,) = at.get("vega_lite_chart")
+    key = json.loads(chart.proto.spec)
+    assert key["title"]["text"] == "Operations and their colours"
+    rows = pa.ipc.open_stream(chart.proto.data.data).read_pandas()  # Streamlit sends the values as Arrow
+    assert rows["op"].tolist() == list(DARTS_PRIMITIVES) and rows["description"].str.len().min() > 5
+    scale = key["layer"][0]["encoding"]["color"]["scale"]
+    assert dict(zip(scale["domain"], scale["range"])) == {op: OP_COLORS[op] for op in DARTS_PRIMITIVES}
 
 
 def test_home_demo_button_starts_a_run_and_opens_its_monitor(app_db, monkeypatch):

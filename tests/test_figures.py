@@ -366,6 +366,20 @@ def _with(g: Genotype, cell: str, k: int, pair) -> Genotype:
     return dataclasses.replace(g, **{cell: tuple(pairs)})
 
 
+def test_op_key_is_valid_vega_lite_in_the_palette():
+    from core.ops import DARTS_PRIMITIVES, OP_DESCRIPTIONS
+    from core.palette import op_key_spec
+
+    assert list(OP_DESCRIPTIONS) == list(DARTS_PRIMITIVES)
+    spec = op_key_spec(OP_DESCRIPTIONS)
+    jsonschema.validate(spec, VEGA_LITE_SCHEMA)
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["range"] == [OP_COLORS[op] for op in DARTS_PRIMITIVES]
+    # an op outside the palette gets its stable fallback colour, not a missing one
+    other = op_key_spec({"sep_conv_3x3": "a", "my_op": "b"})["layer"][0]["encoding"]["color"]["scale"]
+    assert other["range"] == [OP_COLORS["sep_conv_3x3"], op_color("my_op")]
+
+
 def test_arrow_spec_is_what_streamlit_would_send_converted_once(views):
     view = views["prime-admm"]  # every chart of the monitor, the ADMM residuals included
     for name, chart in L.monitor_line_charts(view).items():
