@@ -30,6 +30,29 @@ _INT_COLUMNS = ("step", "epoch", "arch_step", "active_ops")
 _RESTART_KINDS = ("started", "resumed")
 _GENERATIONS = itertools.count(1)
 
+# A page watching a live run redraws about once a second: the Recorder writes rows at most once a
+# second (core/recorder.py), so a faster refresh would find nothing new. When an iteration takes
+# longer than that, the rows come once an iteration, and a refresh between two of them redraws
+# every panel with nothing new: on a 2-core machine that work comes out of the search's share
+# (README, "Speed"). So the refresh follows the iterations, up to MAX_REFRESH_S, which keeps the
+# progress line's clock moving on slow runs.
+REFRESH_S = 1.0
+MAX_REFRESH_S = 2.0
+_PACE_ROWS = 12  # the median over the last rows' gaps: an epoch end's validation is one long gap
+
+
+def refresh_seconds(steps: pd.DataFrame) -> float:
+    """Seconds between a live page's refreshes for a run whose rows so far are ``steps``: the
+    median time between its last iterations, within [REFRESH_S, MAX_REFRESH_S], to 0.1 s."""
+    if steps is None or len(steps) < 3 or "time" not in steps:
+        return REFRESH_S
+    t = steps["time"].to_numpy(dtype="float64")[-_PACE_ROWS:]
+    gaps = np.diff(t)
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]  # a resumed run's clock starts again at 0
+    if len(gaps) < 2:
+        return REFRESH_S
+    return round(float(min(MAX_REFRESH_S, max(REFRESH_S, np.median(gaps)))), 1)
+
 
 def activation_for(config: dict[str, Any]) -> type[Activation] | None:
     """The activation class a run's config names, or None if it is not registered here."""

@@ -11,12 +11,15 @@ import streamlit as st
 
 import app_state
 from core import figures, line_charts
+from core.live import REFRESH_S, refresh_seconds
 from core.genotype import CELL_TITLES, CELL_TYPES
 from core.store import ACTIVE_STATUSES
 
 app_state.ensure_app_navigation()
 
 SELECT_KEY = "monitor_select"
+REFRESH_SET_KEY = "_monitor_refresh_set"  # when the page last chose the panels' refresh interval
+REFRESH_HOLD_S = 10.0  # a changed pace redraws the page at most this often
 STATUS_COLORS = {"running": "green", "queued": "blue", "paused": "orange", "finished": "violet",
                  "stopped": "gray", "failed": "red", "interrupted": "orange"}
 
@@ -291,10 +294,23 @@ def _events_table(view) -> None:
     st.dataframe(shown, hide_index=True, height=240)
 
 
-def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOptions) -> None:
-    """Everything that moves while the run goes, redrawn each second. What changes only with
-    the run's status (heading, notices, controls) stays out of here: each element redrawn costs
-    the browser at every refresh, on the cores the search runs on (README, "Speed")."""
+def _pace_changed(view, every: float) -> bool:
+    """Whether the run's pace has moved its refresh interval (core.live.refresh_seconds) by
+    more than a fifth since the page chose it, and long enough ago that the page may be redrawn
+    for it: Streamlit sets a fragment's interval when the page runs."""
+    want = refresh_seconds(view.steps)
+    if abs(want - every) <= 0.2 * every:
+        return False
+    return time.monotonic() - st.session_state.get(REFRESH_SET_KEY, 0.0) > REFRESH_HOLD_S
+
+
+def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOptions,
+            every: float | None = None) -> None:
+    """Everything that moves while the run goes, redrawn every ``every`` seconds: once a second,
+    or once an iteration when iterations are further apart (core.live.refresh_seconds). What
+    changes only with the run's status (heading, notices, controls) stays out of here: each
+    element redrawn costs the browser at every refresh, on the cores the search runs on
+    (README, "Speed")."""
     view = app_state.run_view(run_id)
     view.refresh()
     run = view.run
@@ -303,6 +319,8 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
         return
     if run.status != drawn_status or (started_live and not _is_live(run)):
         st.rerun()  # new status or the run ended: the whole page again (without auto-refresh)
+    if every is not None and _pace_changed(view, every):
+        st.rerun()  # the whole page again, for the fragment's new interval
 
     _progress(view, run)
     # Containers keep what appears and goes (this caption, the genotype slider) from moving the
@@ -331,7 +349,9 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
     if opts.events:
         _events_table(view)
     if started_live:
-        st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')}")
+        pace = "every second" if every is None or every <= REFRESH_S else \
+            f"every {every:g} s, once an iteration"
+        st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')} · {pace}")
 
 
 # ---- page ------------------------------------------------------------------------------------
@@ -367,4 +387,10 @@ shown = by_id[run_id]
 live = _is_live(shown)
 _heading(shown)
 _controls(shown)
-st.fragment(_panels, run_every=1.0 if live else None)(run_id, live, shown.status, _view_options(run_id, live))
+every = None
+if live:
+    live_view = app_state.run_view(run_id)
+    live_view.refresh()
+    every = refresh_seconds(live_view.steps)
+    st.session_state[REFRESH_SET_KEY] = time.monotonic()
+st.fragment(_panels, run_every=every)(run_id, live, shown.status, _view_options(run_id, live), every)

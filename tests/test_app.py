@@ -389,6 +389,25 @@ def test_monitor_running_run_gains_points_on_refresh(running_db, finished_templa
     assert "Live ·" not in _texts(at)
 
 
+def test_monitor_refreshes_once_an_iteration_when_iterations_are_slow(running_db):
+    """A refresh between two iterations would find nothing new: when the run writes an iteration
+    every 1.6 s the panels refresh every 1.6 s, and back to once a second when it speeds up."""
+    import sqlite3
+
+    path, run_id = running_db
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE steps SET time = 2.0 + 1.6 * step WHERE run_id = ?", (run_id,))
+    at = _open("pages/monitor.py")
+    assert not at.exception
+    assert "every 1.6 s, once an iteration" in _texts(at)
+    with sqlite3.connect(path) as con:
+        con.execute("UPDATE steps SET time = 2.0 + 0.4 * step WHERE run_id = ?", (run_id,))
+    at = _open("pages/monitor.py")  # a new session: its view reads the rows afresh
+    assert not at.exception
+    text = _texts(at)
+    assert "every second" in text and "once an iteration" not in text
+
+
 def test_monitor_opens_the_run_named_in_the_url(finished_db):
     path, run_id = finished_db
     store = _store(path)

@@ -13,7 +13,7 @@ import torch
 from core.activations import list_activations
 from core.config import make_config
 from core.data import load_dataset
-from core.live import RunView, primitives_for
+from core.live import MAX_REFRESH_S, REFRESH_S, RunView, primitives_for, refresh_seconds
 from core.ops import DARTS_PRIMITIVES
 from core.search import Callback, Search
 from core.store import RunStore
@@ -251,3 +251,17 @@ def test_live_reads_equal_a_full_read(tmp_path):
         np.testing.assert_array_equal(view.alphas[ct], full.alphas[ct])
     assert len(view.pruned) > 0 and view.run.status == "finished"
     assert view.alphas["normal"].shape[1:] == (14, 7)
+
+
+@pytest.mark.parametrize("gaps, expected", [
+    ([], REFRESH_S),                       # no rows yet
+    ([0.3] * 20, REFRESH_S),               # fast iterations: the Recorder writes once a second
+    ([1.63] * 20, 1.6),                    # one write an iteration: one refresh an iteration
+    ([1.6] * 10 + [30.0] + [1.6], 1.6),    # an epoch end's validation is one long gap
+    ([1.6] * 8 + [-40.0] + [1.6] * 3, 1.6),  # a resumed run's clock starts again
+    ([7.0] * 20, MAX_REFRESH_S),           # slow iterations: the clock still moves
+])
+def test_refresh_follows_the_iterations(gaps, expected):
+    t = np.concatenate([[5.0], 5.0 + np.cumsum(gaps)]) if gaps else np.zeros(0)
+    steps = pd.DataFrame({"step": np.arange(len(t)), "time": t})
+    assert refresh_seconds(steps) == expected
