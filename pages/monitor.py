@@ -1,6 +1,7 @@
 """Monitor: one run, watched live. Status, progress and controls, then the panels of
-ALGORITHMS.md "What to plot, live", refreshed about once a second by a fragment that reads only
-the rows written since its last refresh (core.live.RunView, kept per run in session state)."""
+ALGORITHMS.md "What to plot, live", refreshed about once a second (once an iteration when
+iterations are further apart, core.live.refresh_seconds) by a fragment that reads only the rows
+written since its last refresh (core.live.RunView, kept per run in session state)."""
 from __future__ import annotations
 
 import time
@@ -19,7 +20,9 @@ app_state.ensure_app_navigation()
 
 SELECT_KEY = "monitor_select"
 REFRESH_SET_KEY = "_monitor_refresh_set"  # when the page last chose the panels' refresh interval
-REFRESH_HOLD_S = 10.0  # a changed pace redraws the page at most this often
+# A changed pace redraws the whole page at most this often, and not before this long after the
+# page chose the interval: a run's panels first fill in within about 10 s of its start.
+REFRESH_HOLD_S = 20.0
 STATUS_COLORS = {"running": "green", "queued": "blue", "paused": "orange", "finished": "violet",
                  "stopped": "gray", "failed": "red", "interrupted": "orange"}
 
