@@ -12,8 +12,8 @@ import streamlit as st
 
 import app_state
 from core import figures, line_charts
-from core.live import REFRESH_S, refresh_seconds
 from core.genotype import CELL_TITLES, CELL_TYPES
+from core.live import MAX_REFRESH_S, REFRESH_S, refresh_seconds
 from core.store import ACTIVE_STATUSES
 
 app_state.ensure_app_navigation()
@@ -353,7 +353,7 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
         _events_table(view)
     if started_live:
         pace = "every second" if every is None or every <= REFRESH_S else \
-            f"every {every:g} s, once an iteration"
+            f"every {every:g} s" + (", once an iteration" if every < MAX_REFRESH_S else "")
         st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')} · {pace}")
 
 

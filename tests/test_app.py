@@ -406,6 +406,12 @@ def test_monitor_refreshes_once_an_iteration_when_iterations_are_slow(running_db
     assert not at.exception
     text = _texts(at)
     assert "every second" in text and "once an iteration" not in text
+    with sqlite3.connect(path) as con:  # slower than the cap: the clock still moves every 2 s
+        con.execute("UPDATE steps SET time = 2.0 + 7.0 * step WHERE run_id = ?", (run_id,))
+    at = _open("pages/monitor.py")
+    assert not at.exception
+    text = _texts(at)
+    assert "every 2 s" in text and "once an iteration" not in text
 
 
 def test_monitor_opens_the_run_named_in_the_url(finished_db):
