@@ -1,6 +1,7 @@
 """What watching the Monitor costs the browser and the app server, measured without a search.
 
     python scripts/monitor_cost.py [--db STORE --run ID] [--pace 1.2] [--samples 2] [--seconds 20]
+                                   [--beside-search]
 
 A finished run is replayed into a fresh store, one iteration's rows (steps, alphas, genotypes,
 events) every ``--pace`` seconds, as a search writing at that pace would; the store says the
@@ -16,6 +17,12 @@ the source run's planned length, so the new rows fall past its end. Keep the pag
 (about 10 s), --warmup and the samples within the source's iterations times --pace (96 s for
 the 80-iteration demo at 1.2 s) to measure the page as a real run shows it; the script says
 when the replay went past.
+
+``--beside-search`` also runs the demo search's iterations beside the page (``core bench``, one
+torch thread, in a session of its own as the app's worker), and reports for each sample the
+share of the time it ran (``search_cpu``) and waited for a core (``search_wait``), and how often
+it was pushed off one (``search_preempted_per_s``), from Linux's per-thread scheduler counters.
+Whatever the page costs a search on the same cores shows up there, as its wait.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import argparse
 import collections
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -115,6 +123,30 @@ def cpu_by_kind() -> collections.Counter:
     return out
 
 
+def sched_times(pid: int) -> tuple[float, float, int]:
+    """A process's seconds on a core and seconds runnable but waiting for one, summed over its
+    live threads (Linux's /proc/PID/task/TID/schedstat; a search computes in threads that last),
+    and how many times they were preempted."""
+    ran = waited = preempted = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run_ns, wait_ns = f.read().split()[:2]
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                preempted += next(int(line.split()[1]) for line in f if line.startswith("nonvoluntary_ctxt_switches"))
+        except (OSError, StopIteration):
+            continue  # a thread that ended between the listing and the read
+        ran, waited = ran + int(run_ns), waited + int(wait_ns)
+    return ran / 1e9, waited / 1e9, preempted
+
+
+def search_beside() -> subprocess.Popen:
+    """The demo search's iterations, as the app's worker runs them, until killed."""
+    return subprocess.Popen([sys.executable, "-m", "core", "bench", "--preset", "demo", "--method", "darts-prime",
+                             "--iters", "1000000", "--warmup", "1", "--threads", "1"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, start_new_session=True)
+
+
 def demo_store(tmp: Path) -> tuple[Path, int]:
     db = tmp / "source.sqlite"
     subprocess.run([sys.executable, "-m", "core", "--db", str(db), "search", "--preset", "demo",
@@ -132,15 +164,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each sample")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds watched before sampling")
     ap.add_argument("--height", type=int, default=900)
+    ap.add_argument("--beside-search", action="store_true",
+                    help="run the demo search's iterations beside the page and report how long it waited for a core")
     args = ap.parse_args()
     if args.pace <= 0 or args.samples < 1 or args.seconds <= 0:
         ap.error("--pace and --seconds must be > 0 and --samples >= 1")
+    if args.beside_search and not os.path.exists(f"/proc/{os.getpid()}/schedstat"):
+        ap.error("--beside-search reads Linux's scheduler counters (/proc/PID/schedstat), not found here")
     tmp = Path(tempfile.mkdtemp(prefix="monitor_cost_"))
     src, run_id = (args.db, args.run) if args.db else demo_store(tmp)
     if run_id is None:
         run_id = RunStore(src).list_runs()[0].id
     replay = Replay(src, run_id, tmp / "app.sqlite")
     stop = threading.Event()
+    search = None
     # No spare search process: nothing but the page, the server and the replay runs.
     with app_server({"PRIME_EXPLORER_DB": str(replay.dst), "PRIME_EXPLORER_SPARE": "0"}) as url:
         from playwright.sync_api import sync_playwright
@@ -150,19 +187,27 @@ def main() -> None:
             writer = threading.Thread(target=replay.run, args=(args.pace, stop), daemon=True)
             writer.start()
             try:
+                search = search_beside() if args.beside_search else None
                 page.goto(f"{url}/monitor?run={replay.run_id}")
                 page.get_by_text("Live ·").first.wait_for(timeout=60000)
                 time.sleep(args.warmup)
                 for _ in range(args.samples):
-                    a, t0 = cpu_by_kind(), time.time()
+                    a, s0, t0 = cpu_by_kind(), search and sched_times(search.pid), time.time()
                     time.sleep(args.seconds)
-                    z, dt = cpu_by_kind(), time.time() - t0
+                    z, s1, dt = cpu_by_kind(), search and sched_times(search.pid), time.time() - t0
                     cores = {k: round((z[k] - a[k]) / dt, 3) for k in sorted(z)}
                     cores["chromium"] = round(sum(v for k, v in cores.items() if k.startswith("chromium ")), 3)
+                    if search is not None:
+                        cores.update(search_cpu=round((s1[0] - s0[0]) / dt, 3),
+                                     search_wait=round((s1[1] - s0[1]) / dt, 4),
+                                     search_preempted_per_s=round((s1[2] - s0[2]) / dt, 1))
                     print(json.dumps(cores), flush=True)
             finally:
                 stop.set()
                 browser.close()
+                if search is not None:
+                    os.killpg(search.pid, signal.SIGKILL)
+                    search.wait()
     if replay.done > replay.last + 1:
         print(f"note: the replay went past the source run's {replay.last + 1} iterations; the rows after "
               "those fall beyond the charts' iteration axis, so the last sample is not the page a real "

@@ -1,4 +1,4 @@
-"""The measurement scripts' own logic: app_vs_cli's arithmetic and process tree, monitor_cost's replay."""
+"""The measurement scripts' own logic: app_vs_cli's arithmetic and process tree, monitor_cost's replay and scheduler counters."""
 from __future__ import annotations
 
 import contextlib
@@ -117,3 +117,34 @@ def test_descendants_are_the_processes_this_one_started():
 def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="Linux scheduler counters")
+def test_sched_times_counts_the_busy_threads_of_a_process():
+    """--beside-search reads the search's time on a core and its wait over all its threads: a
+    process whose second thread spins while its main thread sleeps has spent about the spin's
+    time on a core when read during the spin."""
+    import subprocess
+    import sys
+
+    from scripts.monitor_cost import sched_times
+
+    code = ("import sys, threading, time\n"
+            "def spin():\n"
+            "    end = time.thread_time() + 3\n"
+            "    while time.thread_time() < end: pass\n"
+            "t = threading.Thread(target=spin); t.start(); print('spinning', flush=True); t.join()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "spinning"
+        t0 = time.monotonic()
+        ran0, waited0, preempted0 = sched_times(child.pid)
+        time.sleep(0.5)
+        ran1, waited1, preempted1 = sched_times(child.pid)
+        wall = time.monotonic() - t0
+        # on a core or waiting for one, all along: the spinning thread is never asleep
+        assert (ran1 - ran0) + (waited1 - waited0) == pytest.approx(wall, abs=0.1)
+        assert ran1 - ran0 >= 0.2 and preempted1 >= preempted0
+    finally:
+        child.kill()
+        child.wait()
