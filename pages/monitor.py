@@ -109,7 +109,8 @@ def _heading(run) -> None:
         st.info("Paused. Resume continues where it stopped.", icon=":material/pause_circle:")
 
 
-def _progress(view, run) -> None:
+def _progress(view, run) -> tuple[float, str]:
+    """The progress bar's fraction and text."""
     total = run.total_iterations or None
     done = run.iterations or 0
     if view.steps is not None and not view.steps.empty:
@@ -120,7 +121,7 @@ def _progress(view, run) -> None:
     text = f"{done} / {total or '?'} iterations · elapsed {_duration(elapsed)}"
     if run.status == "running":
         text += f" · ETA {_duration(eta)}"
-    st.progress(frac, text=text)
+    return frac, text
 
 
 def _controls(run) -> None:
@@ -235,6 +236,7 @@ class Frame:
     regularizers: list = field(default_factory=list)
     size: Any = None
     losses: list = field(default_factory=list)
+    progress: tuple[float, str] = (0.0, "")  # the progress bar's fraction and text
     cells: list[str] = field(default_factory=list)  # DOT of each cell type; none before a genotype
     genotypes: int = 0           # genotypes derived so far (the history slider's range)
     changes: pd.DataFrame | None = None  # the change log, when shown
@@ -330,7 +332,7 @@ def _build(view, run_id: int, opts: ViewOptions) -> Frame:
     # grid's datasets are then the same bytes at every other refresh, and the browser leaves
     # the chart alone.
     version = (len(view.alpha_steps[ct]), len(view.pruned), fit, view.run.status)
-    frame = Frame()
+    frame = Frame(progress=_progress(view, view.run))
     if opts.heatmap:
         frame.weights = _memo(f"heat_{ct}_{run_id}", version, lambda: figures.op_weights_heatmap(view, ct))
     else:
@@ -385,7 +387,7 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
         st.rerun()  # the whole page again, for the fragment's new interval
 
     frame = _build(view, run_id, opts)
-    _progress(view, run)
+    st.progress(*frame.progress)
     # Containers keep what appears and goes (this caption, the genotype slider) from moving the
     # charts after them to new places in the page (see _line).
     with st.container():
