@@ -229,8 +229,9 @@ class Frame:
     (_build). Built between the elements instead, a refresh's work on the server ran while the
     browser drew the elements already sent: the two then had both cores between them for the
     length of the refresh, and the search on those cores was pushed off its own. Replayed with
-    a search-like process beside the page, alternating the two orders, that process waited for a
-    core 0.028-0.037 of the time against 0.037-0.051 (README, "Speed")."""
+    the demo's iterations beside the page (monitor_cost.py --beside-search), alternating the two
+    orders, the search waited for a core 0.026-0.041 of the time against 0.040-0.052 (README,
+    "Speed")."""
     weights: Any = None          # the weight panel's LineChart, or its heatmap (Plotly figure)
     schedule: Any = None
     regularizers: list = field(default_factory=list)
