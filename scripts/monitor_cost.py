@@ -1,4 +1,5 @@
-"""What watching the Monitor costs the browser and the app server, measured without a search.
+"""What watching the Monitor costs the browser and the app server, measured on a replayed run
+(and, with --beside-search, what it costs a search on the same cores).
 
     python scripts/monitor_cost.py [--db STORE --run ID] [--pace 1.2] [--samples 2] [--seconds 20]
                                    [--beside-search]
@@ -6,8 +7,8 @@
 A finished run is replayed into a fresh store, one iteration's rows (steps, alphas, genotypes,
 events) every ``--pace`` seconds, as a search writing at that pace would; the store says the
 run is running, so the Monitor refreshes as for a live run. Chromium watches it in a 1400x900
-window, and the CPU of each Chromium process kind and of the server is sampled. No search runs,
-so the machine is otherwise quiet and two versions of the page can be told apart by a few
+window, and the CPU of each Chromium process kind and of the server is sampled. No search runs
+(unless asked for), so the machine is otherwise quiet and two versions of the page can be told apart by a few
 hundredths of a core, where `app_vs_cli.py` sees them through the search's own noise.
 
 Without --db the demo search is first run from the CLI into a temporary store (about 1.5 min
@@ -22,7 +23,8 @@ when the replay went past.
 torch thread, in a session of its own as the app's worker), and reports for each sample the
 share of the time it ran (``search_cpu``) and waited for a core (``search_wait``), and how often
 it was pushed off one (``search_preempted_per_s``), from Linux's per-thread scheduler counters.
-Whatever the page costs a search on the same cores shows up there, as its wait.
+Whatever the page costs a search on the same cores shows up there, as its wait (six 30 s
+samples of one page spread over about 0.015 of the time on the 2-core machine).
 """
 from __future__ import annotations
 

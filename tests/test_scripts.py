@@ -121,9 +121,9 @@ def _parent(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="Linux scheduler counters")
 def test_sched_times_counts_the_busy_threads_of_a_process():
-    """--beside-search reads the search's time on a core and its wait over all its threads: a
-    process whose second thread spins while its main thread sleeps has spent about the spin's
-    time on a core when read during the spin."""
+    """--beside-search reads the search's time on a core and its wait over all its threads: read
+    twice during the spin of a process's second thread (its main thread asleep), the process was
+    on a core or waiting for one for the whole time between the reads."""
     import subprocess
     import sys
 
