@@ -9,7 +9,8 @@ events) every ``--pace`` seconds, as a search writing at that pace would; the st
 run is running, so the Monitor refreshes as for a live run. Chromium watches it in a 1400x900
 window, and the CPU of each Chromium process kind and of the server is sampled. Unless
 --beside-search asks for one, no search runs, so the machine is otherwise quiet and two
-versions of the page can be told apart by a few hundredths of a core, where `app_vs_cli.py` sees them through the search's own noise.
+versions of the page can be told apart by a few hundredths of a core, where `app_vs_cli.py`
+sees them through the search's own noise.
 
 Without --db the demo search is first run from the CLI into a temporary store (about 1.5 min
 on a 2-core machine). Past the replayed run's end the replay goes on with its rows again under
