@@ -15,6 +15,12 @@ for S seconds in turn (the browser's processes stopped with SIGSTOP, then contin
 own step times give the seconds per iteration in each state. Both states share the same
 minutes of the same search, so drift cancels. It also reports the search process's share of a
 core in each state (0.99-1.00 not watched in the runs so far, as for a search alone).
+
+With --pool LOG... nothing runs: the pairs saved from earlier batches (this script's output)
+are pooled, and each ratio's mean, spread and 95% interval printed beside the CLI's own
+run-to-run spread (each CLI run against the one before it in its batch). A batch of pairs ends
+with the same line for its own runs. On a machine whose pace moves by 10% over minutes, one
+pair says little; the pooled mean, with that spread beside it, says how close the app comes.
 """
 from __future__ import annotations
 
@@ -29,7 +35,9 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -262,6 +270,66 @@ def alternate_run(tmp: Path, args) -> dict:
     return out
 
 
+def cli_sequences(lines: Iterable[str]) -> list[list[dict[str, float]]]:
+    """The runs of earlier batches of this script, from its JSON output lines, in the order they
+    ran: per batch, each pair's ``{"cli": rate, "app": rate}`` and, after a --bracket batch's last
+    pair, its closing ``{"cli": rate}``. A batch ends at its closing CLI run or at its summary
+    line; other lines (the per-pair recap, text) are skipped."""
+    batches: list[list[dict[str, float]]] = [[]]
+    for line in lines:
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(d, dict):
+            continue
+        if "cli_iters_per_s" in d and "app_iters_per_s" in d:
+            batches[-1].append({"cli": d["cli_iters_per_s"], "app": d["app_iters_per_s"]})
+        elif "closing_cli_iters_per_s" in d:
+            batches[-1].append({"cli": d["closing_cli_iters_per_s"]})
+            batches.append([])
+        elif "pairs" in d and batches[-1]:
+            batches.append([])
+    return [b for b in batches if b]
+
+
+def spread(values: list[float], threshold: float = 0.9) -> dict[str, Any]:
+    """Mean, standard deviation, range, how many fall under ``threshold``, and a 95% interval of
+    the mean (percentiles of 20,000 bootstrap means, seeded: the same runs give the same
+    interval)."""
+    v = np.asarray(values, dtype=np.float64)
+    out: dict[str, Any] = {"n": len(v), "mean": round(float(v.mean()), 3), "min": round(float(v.min()), 3),
+                           "max": round(float(v.max()), 3), f"under_{threshold:g}": int((v < threshold).sum())}
+    if len(v) > 1:
+        means = np.random.default_rng(0).choice(v, size=(20000, len(v))).mean(axis=1)
+        out["sd"] = round(float(v.std(ddof=1)), 3)
+        out["mean_95"] = [round(float(x), 3) for x in np.percentile(means, [2.5, 97.5])]
+    return out
+
+
+def pooled(batches: list[list[dict[str, float]]]) -> dict[str, Any]:
+    """Pairs of several batches together: each app run against the CLI run before it
+    (``app_vs_cli``), against the mean of the CLI runs before and after it where one followed in
+    its batch (``app_vs_bracketing_cli``), and each CLI run against the CLI run before it
+    (``cli_vs_previous_cli``): how far the same search from the CLI moves between two of its
+    own runs on this machine, the noise any single pair carries."""
+    app_cli, bracketed, cli_cli = [], [], []
+    for runs in batches:
+        for i, r in enumerate(runs):
+            if i:
+                cli_cli.append(r["cli"] / runs[i - 1]["cli"])
+            if "app" in r:
+                app_cli.append(r["app"] / r["cli"])
+                if i + 1 < len(runs):
+                    bracketed.append(r["app"] / ((r["cli"] + runs[i + 1]["cli"]) / 2))
+    out: dict[str, Any] = {"pairs": len(app_cli)}
+    for name, values in (("app_vs_cli", app_cli), ("app_vs_bracketing_cli", bracketed),
+                         ("cli_vs_previous_cli", cli_cli)):
+        if values:
+            out[name] = spread(values)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="demo")
@@ -285,7 +353,20 @@ def main() -> None:
     ap.add_argument("--alternate", type=float, default=0.0, metavar="S",
                     help="no CLI run: the app's run watched and not watched (browser stopped) "
                          "for S seconds in turn; reports seconds per iteration and CPU share in each")
+    ap.add_argument("--pool", nargs="+", type=Path, metavar="LOG",
+                    help="run nothing: pool the pairs in these saved outputs of earlier batches "
+                         "and print each ratio's mean, spread and 95%% interval, with the CLI's "
+                         "own run-to-run spread beside them")
     args = ap.parse_args()
+    if args.pool:
+        missing = [str(f) for f in args.pool if not f.is_file()]
+        if missing:
+            ap.error(f"--pool: no such file: {', '.join(missing)}")
+        batches = [b for f in args.pool for b in cli_sequences(f.read_text().splitlines())]
+        if not batches:
+            ap.error("--pool: no pairs in these files (lines this script prints with --pairs)")
+        print(json.dumps(pooled(batches)))
+        return
     if args.alternate:
         for _ in range(max(1, args.pairs)):
             print(json.dumps(alternate_run(Path(tempfile.mkdtemp()), args)), flush=True)
@@ -323,6 +404,10 @@ def main() -> None:
         med = {k: statistics.median(v) for k in keys
                if (v := [r[k] for r in results if r.get(k) is not None])}
         print(json.dumps({"pairs": len(results), **{f"median_{k}": round(v, 3) for k, v in med.items()}}))
+        runs = [{"cli": r["cli_iters_per_s"], "app": r["app_iters_per_s"]} for r in results]
+        if args.bracket:
+            runs.append({"cli": cli_rates[-1]})
+        print(json.dumps(pooled([runs])))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 from core.config import make_config
 from core.store import RunStore
-from scripts.app_vs_cli import descendants, watch_cost
+from scripts.app_vs_cli import cli_sequences, descendants, pooled, watch_cost
 from scripts.monitor_cost import Replay
 
 
@@ -40,6 +40,41 @@ def test_watch_cost_compares_like_iterations_in_watched_and_unwatched_windows(tm
     assert out["ratio_watched"] == pytest.approx(0.8, abs=1e-3)
     assert out["iterations_watched"] > 20 and out["iterations_not_watched"] > 20
     assert out["s_per_iter_watched"] > out["s_per_iter_not_watched"]
+
+
+def test_pooling_saved_batches_pairs_each_app_run_with_the_cli_runs_around_it():
+    """Two saved batches, as the script prints them: a bracketed one (its recap lines, a medians
+    line) and one without a closing run, with a stray text line. Each app run is compared with
+    the CLI run before it and, where one followed in its batch, with the mean of both; each CLI
+    run with the one before it in its own batch only."""
+    import json
+
+    def pair(cli, app):
+        return json.dumps({"cli_iters_per_s": cli, "app_iters_per_s": app, "ratio": round(app / cli, 3)})
+
+    bracketed = [pair(0.60, 0.57), pair(0.64, 0.50), json.dumps({"closing_cli_iters_per_s": 0.56}),
+                 json.dumps({"pair": 1, "ratio": 0.95, "ratio_bracketed": 0.919}),
+                 json.dumps({"pairs": 2, "median_ratio": 0.866})]
+    plain = ["Traceback? no: a note the user added", pair(0.50, 0.50), pair(0.55, 0.44),
+             json.dumps({"pairs": 2, "median_ratio": 0.9})]
+    batches = cli_sequences(bracketed + plain)
+    assert batches == [[{"cli": 0.60, "app": 0.57}, {"cli": 0.64, "app": 0.50}, {"cli": 0.56}],
+                       [{"cli": 0.50, "app": 0.50}, {"cli": 0.55, "app": 0.44}]]
+    out = pooled(batches)
+    assert out["pairs"] == 4
+    app_cli = out["app_vs_cli"]
+    assert app_cli["n"] == 4 and app_cli["min"] == 0.781 and app_cli["max"] == 1.0
+    assert app_cli["mean"] == round((0.95 + 0.50 / 0.64 + 1.0 + 0.8) / 4, 3)
+    assert app_cli["under_0.9"] == 2
+    lo, hi = app_cli["mean_95"]
+    assert app_cli["min"] <= lo <= app_cli["mean"] <= hi <= app_cli["max"]
+    assert pooled(batches) == out  # the interval is seeded
+    # the last app run of the plain batch has no CLI run after it
+    assert out["app_vs_bracketing_cli"]["n"] == 3
+    assert out["app_vs_bracketing_cli"]["max"] == round(0.50 / 0.525, 3)
+    # 0.64/0.60, 0.56/0.64, 0.55/0.50: never across the two batches (0.50/0.56)
+    cli = out["cli_vs_previous_cli"]
+    assert cli["n"] == 3 and cli["min"] == 0.875 and cli["max"] == 1.1
 
 
 def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_template, tmp_path):
