@@ -77,6 +77,34 @@ def test_pooling_saved_batches_pairs_each_app_run_with_the_cli_runs_around_it():
     assert cli["n"] == 3 and cli["min"] == 0.875 and cli["max"] == 1.1
 
 
+def test_pool_on_the_command_line_reads_saved_batches_and_names_a_missing_file(tmp_path):
+    """``--pool`` prints the pooled line for the files given, and a missing file or one
+    without pairs is named in the error, not a traceback."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "batch.jsonl"
+    log.write_text("\n".join(json.dumps(d) for d in (
+        {"cli_iters_per_s": 0.6, "app_iters_per_s": 0.6}, {"cli_iters_per_s": 0.5, "app_iters_per_s": 0.45},
+        {"closing_cli_iters_per_s": 0.5})) + "\n")
+    script = [sys.executable, str(root / "scripts" / "app_vs_cli.py"), "--pool"]
+    ok = subprocess.run(script + [str(log)], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    out = json.loads(ok.stdout)
+    assert out["pairs"] == 2 and out["app_vs_cli"]["mean"] == 0.95
+    assert out["cli_vs_previous_cli"] == {"n": 2, "mean": 0.917, "min": 0.833, "max": 1.0, "under_0.9": 1,
+                                          "sd": 0.118, "mean_95": [0.833, 1.0]}
+    missing = subprocess.run(script + [str(log), str(tmp_path / "gone.jsonl")], capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2 and "--pool: no such file" in missing.stderr and "gone.jsonl" in missing.stderr
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("not a batch\n")
+    none = subprocess.run(script + [str(empty)], capture_output=True, text=True, timeout=120)
+    assert none.returncode == 2 and "--pool: no pairs" in none.stderr
+
+
 def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_template, tmp_path):
     """The Monitor reads a replayed run as a live one: running, written by a live process,
     each table growing one iteration at a time with the source's rows; past the source's end
