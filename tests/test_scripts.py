@@ -55,7 +55,7 @@ def test_pooling_saved_batches_pairs_each_app_run_with_the_cli_runs_around_it():
     bracketed = [pair(0.60, 0.57), pair(0.64, 0.50), json.dumps({"closing_cli_iters_per_s": 0.56}),
                  json.dumps({"pair": 1, "ratio": 0.95, "ratio_bracketed": 0.919}),
                  json.dumps({"pairs": 2, "median_ratio": 0.866})]
-    plain = ["Traceback? no: a note the user added", pair(0.50, 0.50), pair(0.55, 0.44),
+    plain = ["a line of text between the batches", pair(0.50, 0.50), pair(0.55, 0.44),
              json.dumps({"pairs": 2, "median_ratio": 0.9})]
     batches = cli_sequences(bracketed + plain)
     assert batches == [[{"cli": 0.60, "app": 0.57}, {"cli": 0.64, "app": 0.50}, {"cli": 0.56}],
