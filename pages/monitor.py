@@ -254,6 +254,11 @@ def _weights_panel(frame: Frame, opts: ViewOptions) -> None:
         _line(frame.weights, f"w_grid_{opts.cell}", stretch=False)
 
 
+def _history_key(run_id: int) -> str:
+    """The session state key of the genotype history slider's choice (counted from 1)."""
+    return f"geno_idx_{run_id}"
+
+
 def _genotype_index(view, run_id: int) -> int:
     """The genotype to draw (python index; -1 the newest): the history slider's choice, counted
     from 1 as the cells' titles count them ("genotype 3 of 6"). The slider itself is drawn
@@ -262,7 +267,7 @@ def _genotype_index(view, run_id: int) -> int:
     n = 0 if g is None else len(g)
     if n <= 1:
         return -1
-    key, max_key = f"geno_idx_{run_id}", f"geno_idx_max_{run_id}"
+    key, max_key = _history_key(run_id), f"geno_idx_max_{run_id}"
     prev_max = st.session_state.get(max_key)
     # Follow the newest genotype unless the user went back in the history.
     if key not in st.session_state or st.session_state[key] == prev_max or st.session_state[key] > n:
@@ -273,7 +278,7 @@ def _genotype_index(view, run_id: int) -> int:
 
 def _history_slider(frame: Frame, run_id: int) -> None:
     if frame.genotypes > 1:  # the cells' own titles say the iteration each was derived at
-        st.slider("Genotype history", 1, frame.genotypes, key=f"geno_idx_{run_id}",
+        st.slider("Genotype history", 1, frame.genotypes, key=_history_key(run_id),
                   help="Go back through the genotypes derived during the search (one per change); "
                        "the newest is on the right.")
 

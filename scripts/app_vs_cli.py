@@ -270,6 +270,12 @@ def alternate_run(tmp: Path, args) -> dict:
     return out
 
 
+def bracketed(app: float, cli_before: float, cli_after: float) -> float:
+    """An app run's rate over the mean of the CLI runs just before and just after it: a machine
+    whose pace drifts steadily then favours neither side."""
+    return app / ((cli_before + cli_after) / 2)
+
+
 def cli_sequences(lines: Iterable[str]) -> list[list[dict[str, float]]]:
     """The runs of earlier batches of this script, from its JSON output lines, in the order they
     ran: per batch, each pair's ``{"cli": rate, "app": rate}`` and, after a --bracket batch's last
@@ -313,7 +319,7 @@ def pooled(batches: list[list[dict[str, float]]]) -> dict[str, Any]:
     its batch (``app_vs_bracketing_cli``), and each CLI run against the CLI run before it
     (``cli_vs_previous_cli``): how far the same search from the CLI moves between two of its
     own runs on this machine, the noise any single pair carries."""
-    app_cli, bracketed, cli_cli = [], [], []
+    app_cli, around, cli_cli = [], [], []
     for runs in batches:
         for i, r in enumerate(runs):
             if i:
@@ -321,9 +327,9 @@ def pooled(batches: list[list[dict[str, float]]]) -> dict[str, Any]:
             if "app" in r:
                 app_cli.append(r["app"] / r["cli"])
                 if i + 1 < len(runs):
-                    bracketed.append(r["app"] / ((r["cli"] + runs[i + 1]["cli"]) / 2))
+                    around.append(bracketed(r["app"], r["cli"], runs[i + 1]["cli"]))
     out: dict[str, Any] = {"pairs": len(app_cli)}
-    for name, values in (("app_vs_cli", app_cli), ("app_vs_bracketing_cli", bracketed),
+    for name, values in (("app_vs_cli", app_cli), ("app_vs_bracketing_cli", around),
                          ("cli_vs_previous_cli", cli_cli)):
         if values:
             out[name] = spread(values)
@@ -395,7 +401,7 @@ def main() -> None:
         cli_rates = [r["cli_iters_per_s"] for r in results] + [round(cli_rate(tmp), 4)]
         print(json.dumps({"closing_cli_iters_per_s": cli_rates[-1]}), flush=True)
         for i, r in enumerate(results):
-            r["ratio_bracketed"] = round(r["app_iters_per_s"] / ((cli_rates[i] + cli_rates[i + 1]) / 2), 3)
+            r["ratio_bracketed"] = round(bracketed(r["app_iters_per_s"], cli_rates[i], cli_rates[i + 1]), 3)
             print(json.dumps({"pair": i + 1, "ratio": r["ratio"], "ratio_bracketed": r["ratio_bracketed"]}),
                   flush=True)
     if len(results) > 1:
