@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.ops import DARTS_PRIMITIVES
 from core.registry import Registry
 
 ACTIVATIONS: Registry[type["Activation"]] = Registry("activation")
@@ -20,6 +21,13 @@ def list_activations() -> list[str]:
 
 def create_activation(name: str) -> "Activation":
     return ACTIVATIONS.create(name)
+
+
+def op_names(activation: str, include_none: bool = True) -> list[str]:
+    """The op list in alpha-column order: the DARTS set, without `none` when the config drops it
+    (FairDARTS) or the activation does (crb). The one rule the supernet and the pages use."""
+    keep_none = include_none and ACTIVATIONS.get(activation).uses_none
+    return [p for p in DARTS_PRIMITIVES if keep_none or p != "none"]
 
 
 class Activation:

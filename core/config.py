@@ -75,6 +75,14 @@ class SearchConfig:
     # ---- activation
     activation: str = _f("softmax", "activation", "softmax (DARTS), sigmoid (FairDARTS) or crb "
                          "(clamped, node-wise BN, permanent pruning).")
+    include_none: bool = _f(True, "activation", "Keep the `none` op in the op list (DARTS); "
+                            "FairDARTS drops it, and crb always does.")
+    discretization: Literal["darts", "threshold"] = _f(
+        "darts", "activation", "darts: top-2 edges per node, best op per edge (one rule for every "
+        "method); threshold: FairDARTS's parse, a kept edge's best op only if its weight >= "
+        "op_threshold, so a node may keep 0, 1 or 2 inputs.")
+    op_threshold: float = _f(0.85, "activation", "Threshold discretization: the weight an op "
+                             "needs to be kept (FairDARTS: 0.85).", gt=0, max=1.0)
     # ---- schedule
     schedule: str = _f("informed", "schedule", "fixed: an architecture step every `period` "
                        "iterations; informed: DARTS-PRIME's FI-driven schedule.")
@@ -253,8 +261,15 @@ PRESETS.register("tiny")({
 
 METHODS.register("darts")({"activation": "softmax", "schedule": "fixed", "period": 1,
                            "split": "half", "regularizer": "none"})
-METHODS.register("fairdarts")({"activation": "sigmoid", "schedule": "fixed", "period": 1,
-                               "split": "half", "regularizer": "zero_one"})
+METHODS.register("fairdarts")({
+    # FairDARTS's own code (xiaomi-automl/FairDARTS, fairdarts/train_search.py): no `none` op,
+    # SGD lr 0.005, Adam lr 3e-3 with betas (0.9, 0.999), zero-one loss weight 10, an
+    # architecture step every iteration on a 50/50 split, and its `threshold_sparse` parse at
+    # 0.85. Its batch (128) is left to the data preset, like every method's.
+    "activation": "sigmoid", "schedule": "fixed", "period": 1, "split": "half",
+    "regularizer": "zero_one", "zero_one_weight": 10.0, "include_none": False,
+    "discretization": "threshold", "op_threshold": 0.85, "w_lr": 0.005, "alpha_lr": 3e-3,
+    "alpha_beta1": 0.9})
 METHODS.register("darts-prime")({"activation": "softmax", "schedule": "informed", "period": 10,
                                  "split": "matched", "regularizer": "proximity"})
 METHODS.register("prime-crb")({"activation": "crb", "schedule": "informed", "period": 10,

@@ -36,9 +36,13 @@ def _as_array(weights: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
     return np.asarray(weights, dtype=np.float64)
 
 
-def select_edges(weights: torch.Tensor | np.ndarray, primitives: Sequence[str]
-                 ) -> list[tuple[int, int, float]]:
-    """(edge row, op index, weight) kept by the rule: two per node, node order, strongest first."""
+def select_edges(weights: torch.Tensor | np.ndarray, primitives: Sequence[str],
+                 live: np.ndarray | torch.Tensor | None = None) -> list[tuple[int, int, float]]:
+    """(edge row, op index, weight) kept by the rule: two per node, node order, strongest first.
+
+    ``live``: an optional (edges, ops) mask of ops that may be chosen (ADMM's Z never picks a
+    pruned op); an edge with no live op is never kept, so a node may then keep fewer than two.
+    """
     w = _as_array(weights)  # (edges, ops)
     ops = list(primitives)
     if w.ndim != 2 or w.shape[1] != len(ops):
@@ -46,7 +50,10 @@ def select_edges(weights: torch.Tensor | np.ndarray, primitives: Sequence[str]
     usable = np.array([op != "none" for op in ops])
     if not usable.any():
         raise ValueError("the op list has no operation besides 'none'")
-    masked = np.where(usable[None, :], w, -np.inf)
+    usable = np.broadcast_to(usable[None, :], w.shape)
+    if live is not None:
+        usable = usable & (_as_array(live) > 0)
+    masked = np.where(usable, w, -np.inf)
     best_op = np.argmax(masked, axis=1)  # first index on ties
     best_w = masked[np.arange(len(w)), best_op]
     nodes = _nodes_for(len(w))
@@ -57,6 +64,8 @@ def select_edges(weights: torch.Tensor | np.ndarray, primitives: Sequence[str]
         order = sorted(range(len(rows)), key=lambda j: -best_w[rows[j]])
         for j in order[:EDGES_PER_NODE_KEPT]:
             e = rows[j]
+            if best_w[e] == -np.inf:
+                continue  # no live op on this edge
             kept.append((e, int(best_op[e]), float(w[e, best_op[e]])))
     return kept
 
@@ -71,10 +80,12 @@ def _nodes_for(n_edges: int) -> int:
     return nodes
 
 
-def project_discrete(weights: torch.Tensor, primitives: Sequence[str]) -> torch.Tensor:
-    """One-hot (edges, ops) tensor of the genotype's choices; detached, same device/dtype."""
+def project_discrete(weights: torch.Tensor, primitives: Sequence[str],
+                     live: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+    """One-hot (edges, ops) tensor of the genotype's choices; detached, same device/dtype.
+    ``live`` restricts the choice to unpruned ops (see ``select_edges``)."""
     d = torch.zeros_like(weights, requires_grad=False)
-    for e, k, _ in select_edges(weights, primitives):
+    for e, k, _ in select_edges(weights, primitives, live):
         d[e, k] = 1.0
     return d
 

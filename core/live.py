@@ -17,6 +17,7 @@ import pandas as pd
 
 from core.activations import ACTIVATIONS, Activation
 from core.discretize import num_edges
+from core.activations import op_names
 from core.genotype import CELL_TYPES, Genotype, GenotypeError
 from core.ops import DARTS_PRIMITIVES
 from core.registry import UnknownNameError
@@ -63,11 +64,12 @@ def activation_for(config: dict[str, Any]) -> type[Activation] | None:
 
 
 def primitives_for(config: dict[str, Any]) -> list[str]:
-    """Op names in alpha-column order for a run's config: the DARTS set, without ``none`` for
-    activations that drop it (crb). The same rule ``Supernet`` applies."""
-    act = activation_for(config)
-    uses_none = True if act is None else act.uses_none
-    return [p for p in DARTS_PRIMITIVES if uses_none or p != "none"]
+    """Op names in alpha-column order for a run's config (``op_names``, the rule ``Supernet``
+    applies); the full DARTS set for an activation not registered here."""
+    include_none = bool(config.get("include_none", True))
+    if activation_for(config) is None:
+        return [p for p in DARTS_PRIMITIVES if include_none or p != "none"]
+    return op_names(str(config.get("activation", "softmax")), include_none)
 
 
 def _empty_steps() -> pd.DataFrame:

@@ -32,8 +32,8 @@ class Regularizer:
     def __init__(self, primitives: Sequence[str], **_: Any):
         self.primitives = list(primitives)
 
-    def setup(self, weights: Weights) -> None:
-        """Called once with the initial activated weights (detached)."""
+    def setup(self, alphas: Weights, weights: Weights) -> None:
+        """Called once with the initial alphas and activated weights (both detached)."""
 
     def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
         """Scalar added to the validation loss; ``progress`` t runs from 0 to 1."""
@@ -77,7 +77,14 @@ class Proximity(Regularizer):
 @register_regularizer("admm")
 class ADMM(Regularizer):
     """rho/2 * ||(A - Z + U) * mask||_F with Z, U updated every ``admm_every`` arch steps:
-    Z <- D(activate(alpha + U)), then U <- decay * U + (A - Z)."""
+    Z <- D(activate(alpha + U)) over live ops, then U <- (decay * U + (A - Z)) * mask.
+
+    As in the reference code (``model_admm_hard_statebn.py``): Z starts as the initial alphas
+    themselves (not their projection) and U as zeros; U is masked so that a pruned op keeps
+    U = 0, and Z chooses among live ops only, so it is always a cell the supernet can compute.
+    The reference writes U's update with the raw alphas; ALGORITHMS.md uses A = activate(alpha),
+    which is the same for CRB's clamp while alphas stay in [0, 1], and we follow ALGORITHMS.md.
+    """
 
     name = "admm"
 
@@ -93,10 +100,10 @@ class ADMM(Regularizer):
         self.U: Weights = {}
         self.arch_steps = 0
 
-    def setup(self, weights: Weights) -> None:
-        for ct, A in weights.items():
-            self.Z[ct] = project_discrete(A.detach(), self.primitives)
-            self.U[ct] = torch.zeros_like(A.detach())
+    def setup(self, alphas: Weights, weights: Weights) -> None:
+        for ct, alpha in alphas.items():
+            self.Z[ct] = alpha.detach().clone()
+            self.U[ct] = torch.zeros_like(alpha.detach())
 
     def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
         total = 0.0
@@ -116,8 +123,10 @@ class ADMM(Regularizer):
         with torch.no_grad():
             for ct, alpha in alphas.items():
                 A = activate(alpha)
-                self.Z[ct] = project_discrete(activate(alpha + self.U[ct]), self.primitives)
-                self.U[ct] = self.decay * self.U[ct] + (A - self.Z[ct])
+                live = masks[ct] if masks is not None else None
+                self.Z[ct] = project_discrete(activate(alpha + self.U[ct]), self.primitives, live)
+                U = self.decay * self.U[ct] + (A - self.Z[ct])
+                self.U[ct] = U * live if live is not None else U
                 primal += float(torch.linalg.vector_norm(A - self.Z[ct]))
                 dual += float(torch.linalg.vector_norm(self.U[ct]))
         return {"admm_primal": primal, "admm_dual": dual}

@@ -28,6 +28,7 @@ from core.device import pick_device
 from core.discretize import derive_genotype
 from core.evalnet import architecture_size
 from core.genotype import CELL_TYPES, Genotype
+from core.measures import separated_share, separation
 from core.regularizers import create_regularizer, discretization_gap
 from core.schedules import create_schedule
 from core.supernet import Supernet
@@ -57,12 +58,22 @@ class SearchResult:
     size: int
     seconds: float
     pruned: int = 0
+    total_ops: int = 0                     # ops of both cells at the start (none excluded by CRB)
+    separation: float | None = None        # core.measures.separation of the final weights
+    separated_edges: float | None = None   # share of edges whose top op is >= 2x uniform
+    last_genotype_change: int = 0          # iteration of the last change (0: never changed)
 
     def to_dict(self) -> dict[str, Any]:
+        pct = 100.0 * self.pruned / self.total_ops if self.total_ops else 0.0
         return {"run_id": self.run_id, "status": self.status, "genotype": str(self.genotype),
                 "iterations": self.iterations, "arch_steps": self.arch_steps,
                 "train_acc": self.train_acc, "val_acc": self.val_acc, "architecture_size": self.size,
-                "seconds": round(self.seconds, 3), "pruned_ops": self.pruned}
+                "seconds": round(self.seconds, 3), "pruned_ops": self.pruned,
+                "total_ops": self.total_ops, "pruned_pct": round(pct, 2),
+                "separation": None if self.separation is None else round(self.separation, 4),
+                "separated_edges": (None if self.separated_edges is None
+                                    else round(self.separated_edges, 4)),
+                "last_genotype_change": self.last_genotype_change}
 
 
 class Callback:
@@ -111,7 +122,8 @@ class Search:
         self.w_stream = BatchStream(self.data, w_idx, cfg.batch_size, cfg.seed, cfg.augment, self.device)
         self.a_stream = BatchStream(self.data, a_idx, cfg.batch_size, cfg.seed + 1, False, self.device)
         self.model = Supernet(cfg.C, self.data.num_classes, cfg.layers, cfg.activation, cfg.nodes,
-                              in_channels=self.data.in_channels, fast=cfg.fast, generator=gen)
+                              in_channels=self.data.in_channels, fast=cfg.fast, generator=gen,
+                              include_none=cfg.include_none)
         self.model.to(self.device)
         # Channels-last makes the small depthwise convolutions of the cell faster on CPU
         # (measured by `python -m core bench`); the plain path keeps the default layout.
@@ -134,13 +146,16 @@ class Search:
             admm_decay=cfg.admm_decay, zero_one_weight=cfg.zero_one_weight,
             entropy_weight=cfg.entropy_weight)
         with torch.no_grad():
-            self.regularizer.setup(self.model.all_arch_weights())
+            self.regularizer.setup({ct: a.detach() for ct, a in self.model.alphas().items()},
+                                   self.model.all_arch_weights())
         self.iters_per_epoch = cfg.iters_per_epoch or self.w_stream.batches_per_epoch
         self.total_iterations = cfg.epochs * self.iters_per_epoch
         self.step = 0
         self.start_epoch = 0
         self.arch_steps = 0
         self.pruned = 0
+        self.total_ops = int(sum(m.size for m in self.model.masks.values()))
+        self.last_genotype_change = 0
         self.last_val_acc: float | None = None
         self.last_train_acc: float | None = None
         self._weights_detached: dict[str, torch.Tensor] | None = None
@@ -259,6 +274,8 @@ class Search:
         self.arch.gap = float(discretization_gap(w, self.primitives))
         g = derive_genotype(arrays["normal"], arrays["reduce"], self.primitives)
         if self.arch.genotype is None or g != self.arch.genotype:
+            if self.arch.genotype is not None:
+                self.last_genotype_change = self.step
             self.arch.genotype = g
             self.arch.size = architecture_size(g, 36, self.data.num_classes, 20)
             self.push_event({"kind": "genotype", "step": self.step, "message": "genotype changed",
@@ -325,7 +342,10 @@ class Search:
             raise
         result = SearchResult(self.run_id, status, self.arch.genotype, self.step, self.arch_steps,
                               self.last_train_acc, self.last_val_acc, int(self.arch.size or 0),
-                              time.time() - t0, self.pruned)
+                              time.time() - t0, self.pruned, self.total_ops,
+                              separation(self.arch.weights, self.primitives),
+                              separated_share(self.arch.weights, self.primitives),
+                              self.last_genotype_change)
         for cb in self.callbacks:
             cb.on_search_end(self, result)
         return result
@@ -355,7 +375,8 @@ class Search:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         state = {
             "next_epoch": next_epoch, "step": self.step, "arch_steps": self.arch_steps,
-            "pruned": self.pruned, "last_val_acc": -1.0 if self.last_val_acc is None else self.last_val_acc,
+            "pruned": self.pruned, "last_genotype_change": self.last_genotype_change,
+            "last_val_acc": -1.0 if self.last_val_acc is None else self.last_val_acc,
             "model": self.model.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(), "schedule": self.schedule.state_dict(),
@@ -389,6 +410,7 @@ class Search:
         self.step = int(state["step"])
         self.arch_steps = int(state["arch_steps"])
         self.pruned = int(state["pruned"])
+        self.last_genotype_change = int(state.get("last_genotype_change", 0))
         v = float(state["last_val_acc"])
         self.last_val_acc = None if v < 0 else v
         self.store.truncate_after(self.run_id, self.step - 1)

@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.activations import Activation, create_activation
+from core.activations import Activation, create_activation, op_names
 from core.discretize import num_edges
 from core.genotype import CELL_TYPES
-from core.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, create_op, op_starts_with_relu
+from core.ops import FactorizedReduce, ReLUConvBN, create_op, op_starts_with_relu
 
 
 class MixedOp(nn.Module):
@@ -132,13 +132,13 @@ class Supernet(nn.Module):
     def __init__(self, C: int, num_classes: int, layers: int, activation: str = "softmax",
                  nodes: int = 4, primitives: Sequence[str] | None = None, *,
                  in_channels: int = 3, stem_multiplier: int = 3, fast: bool = True,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, include_none: bool = True):
         super().__init__()
         if layers < 3:
             raise ValueError(f"layers must be >= 3 (two reductions need three cells), got {layers}")
         self.act: Activation = create_activation(activation)
         if primitives is None:
-            primitives = [p for p in DARTS_PRIMITIVES if self.act.uses_none or p != "none"]
+            primitives = op_names(activation, include_none)
         self.primitives = list(primitives)
         self.activation_name = activation
         self._C, self._num_classes, self._layers, self._nodes = C, num_classes, layers, nodes

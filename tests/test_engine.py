@@ -103,19 +103,41 @@ def test_search_records_everything(store, method):
     arch_rows = steps[steps["arch_step"] == 1]
     assert arch_rows["val_loss"].notna().all() and arch_rows["penalty"].notna().all()
     a_steps, a = store.alphas(run_id, "normal")
-    assert a.shape[1:] == (14, 7 if method.startswith("prime-") and method != "darts-prime" else 8)
+    assert a.shape[1:] == (14, 7 if method in ("prime-crb", "prime-admm", "fairdarts") else 8)
     assert len(a_steps) >= 1
     assert len(store.genotypes(run_id)) >= 1
     kinds = set(store.events(run_id)["kind"])
     assert {"started", "epoch_end", "finished"} <= kinds
+    summary = run.summary
+    assert summary["pruned_ops"] == int((store.events(run_id)["kind"] == "pruned").sum())
+    assert summary["total_ops"] == 2 * 14 * a.shape[2]
+    assert summary["arch_steps"] == result.arch_steps
+    assert summary["separation"] is not None and summary["separation"] >= 1.0
+    assert 0 <= summary["last_genotype_change"] < 8
     if method == "prime-crb":
         assert "pruned" in kinds and result.pruned > 0
+        assert summary["pruned_pct"] == pytest.approx(100 * result.pruned / (2 * 14 * 7), abs=0.01)
         assert steps["active_ops"].iloc[-1] < 2 * 14 * 7
     if method == "prime-admm":
         terms = [json.loads(t) for t in steps["terms"].dropna()]
         assert "admm_update" in kinds and any("admm_primal" in t for t in terms)
     if steps["fi_ewma"].notna().any():
         assert method in ("darts-prime", "prime-crb", "prime-admm")
+
+
+def test_admm_real_run_with_forced_pruning_keeps_z_and_u_off_pruned_ops(store):
+    """A large alpha_lr prunes many ops; ADMM updates after every architecture step must then
+    never choose a pruned op for Z, and never give one a dual value."""
+    cfg = make_config("tiny", "prime-admm", epochs=2, iters_per_epoch=8, period=1, admm_every=1,
+                      alpha_lr=0.3, seed=1)
+    search = Search(cfg, store, store.create_run(cfg))
+    result = search.run()
+    assert result.pruned > 0 and len(store.events(search.run_id, kinds=["admm_update"])) >= 3
+    for ct, mask in search.model.masks.items():
+        dead = torch.from_numpy(~mask)
+        assert dead.any()
+        assert not search.regularizer.Z[ct][dead].any()
+        assert not search.regularizer.U[ct][dead].any()
 
 
 def test_same_seed_same_genotype(store):

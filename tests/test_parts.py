@@ -185,13 +185,17 @@ def test_admm_z_always_valid_cell_and_residuals():
     act = create_activation("softmax")
     reg = ADMM(PRIMS, rho=0.1, admm_every=2)
     alphas = {"normal": torch.randn(14, 8), "reduce": torch.randn(14, 8)}
-    reg.setup({k: act(v) for k, v in alphas.items()})
+    reg.setup(alphas, {k: act(v) for k, v in alphas.items()})
+    for ct, Z in reg.Z.items():  # Z starts as the alphas themselves (the reference code)
+        assert torch.equal(Z, alphas[ct]) and Z is not alphas[ct]
     reports = []
     for i in range(6):
         for v in alphas.values():
             v += 0.3 * torch.randn_like(v)
         r = reg.after_arch_step(alphas, act)
         reports.append(r)
+        if r is None:
+            continue
         for Z in reg.Z.values():
             assert Z.sum() == 8 and ((Z == 0) | (Z == 1)).all()
             assert (Z.sum(1) <= 1).all()
@@ -207,6 +211,35 @@ def test_admm_z_always_valid_cell_and_residuals():
     del A
 
 
+def test_admm_never_chooses_a_pruned_op_and_keeps_its_dual_zero():
+    """Hand-made: edge 0's strongest op (alpha + U) is pruned; Z must choose among live ops,
+    and U of pruned ops stays exactly 0 however A and Z move."""
+    act = create_activation("crb")
+    alphas = {ct: torch.full((14, 7), 0.1) for ct in ("normal", "reduce")}
+    mask = torch.ones(14, 7)
+    mask[0, 3] = 0.0          # sep_conv_3x3 of edge 0 is pruned ...
+    mask[1, :] = 0.0          # ... and every op of edge 1
+    for a in alphas.values():
+        a[0, 3] = 0.0
+        a[1, :] = 0.0
+    reg = ADMM(NO_NONE, rho=0.1, admm_every=1)
+    reg.setup(alphas, {k: act(v) for k, v in alphas.items()})
+    # A dual that would make the pruned op the projection's choice without the mask.
+    for U in reg.U.values():
+        U[0, 3] = 5.0
+    masks = {ct: mask for ct in alphas}
+    reg.after_arch_step(alphas, act, masks)
+    for ct in alphas:
+        Z, U = reg.Z[ct], reg.U[ct]
+        assert float(Z[0, 3]) == 0.0 and not Z[1].any()
+        assert float((Z * (1 - mask)).abs().sum()) == 0.0
+        assert float((U * (1 - mask)).abs().sum()) == 0.0
+        assert Z[[0, 1]].sum() == 1 and Z[0].sum() == 1  # node 0 keeps its one live edge
+    reg.after_arch_step(alphas, act, masks)
+    for U in reg.U.values():
+        assert float((U * (1 - mask)).abs().sum()) == 0.0
+
+
 def test_zero_one_and_entropy_hand_values():
     A = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
     z = create_regularizer("zero_one", primitives=["a", "b"], zero_one_weight=10.0)
@@ -220,7 +253,7 @@ def test_every_regularizer_gives_finite_gradient(name):
     act = create_activation("sigmoid" if name == "zero_one" else "softmax")
     alphas = {"normal": torch.randn(14, 8, requires_grad=True), "reduce": torch.randn(14, 8, requires_grad=True)}
     reg = create_regularizer(name, primitives=PRIMS)
-    reg.setup({k: act(v).detach() for k, v in alphas.items()})
+    reg.setup({k: v.detach() for k, v in alphas.items()}, {k: act(v).detach() for k, v in alphas.items()})
     p = reg.penalty({k: act(v) for k, v in alphas.items()}, 0.5)
     if name == "none":
         assert float(p) == 0.0
