@@ -253,6 +253,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_method_lines(m: dict[str, Any]) -> str:
+    """Two lines per method of ``study``'s printout: what it scored, then what the search did
+    (means over seeds; '-' where no seed has the figure)."""
+    def f(v: Any, fmt: str) -> str:
+        return "-" if v is None or v != v else format(v, fmt)
+
+    return (f"  {m['method']:<14} val acc {f(m['val_acc_mean'], '.3f')}  test acc "
+            f"{f(m['test_acc_mean'], '.3f')} +- {f(m['test_acc_std'], '.3f')}  size "
+            f"{f(m['size_mean'], ',.0f')}\n"
+            f"  {'':<14} pruned {f(m.get('pruned_ops_mean'), '.1f')} ops "
+            f"({f(m.get('pruned_pct_mean'), '.1f')}%)  separation {f(m.get('separation_mean'), '.2f')}x "
+            f"({f(m.get('separated_edges_mean'), '.0%')} of edges >= 2x)  genotype last changed at "
+            f"iteration {f(m.get('last_genotype_change_mean'), '.0f')}  arch steps "
+            f"{f(m.get('arch_steps_mean'), '.1f')}")
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from core.device import configure_threads
     from core.store import RunStore
@@ -272,11 +288,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     print(f"study {name}: {len(summary['runs'])} runs in {summary['seconds']:.0f}s")
     for m in summary["methods"]:
-        def f(v, fmt):
-            return "-" if v is None or v != v else format(v, fmt)
-        print(f"  {m['method']:<14} val acc {f(m['val_acc_mean'], '.3f')}  test acc "
-              f"{f(m['test_acc_mean'], '.3f')} +- {f(m['test_acc_std'], '.3f')}  size "
-              f"{f(m['size_mean'], ',.0f')}  pruned {f(m['pruned_ops_mean'], '.1f')}")
+        print(_study_method_lines(m))
     a = summary["agreement"]
     print(f"  agreement within methods {a['within']}, across methods {a['across']}")
     return 0

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from core.export import run_genotype
+from core.export import run_figures, run_genotype
 from core.figures import agreement, agreement_matrix
 from core.genotype import Genotype
 from core.store import RunRecord, RunStore
@@ -36,29 +36,42 @@ def final_genotypes(store: RunStore, run_ids: Sequence[int]) -> dict[int, Genoty
     return out
 
 
+# Per-run columns of the comparison, in the order the tables show them. The figures of what a
+# search did (pruned ops .. iterations) come from core.export.run_figures.
+RUN_COLUMNS = ["id", "name", "method", "seed", "status", "val_acc", "test_acc", "size", "pruned_ops",
+               "pruned_pct", "separation", "separated_edges", "last_genotype_change", "arch_steps",
+               "iterations", "seconds", "genotype"]
+# Columns averaged over seeds in the per-method table (as '<column>_mean').
+MEAN_COLUMNS = ("pruned_ops", "pruned_pct", "separation", "separated_edges", "last_genotype_change",
+                "arch_steps", "seconds")
+
+
 def runs_table(store: RunStore, run_ids: Sequence[int]) -> pd.DataFrame:
-    """One row per run with what the comparison reads."""
+    """One row per run with what the comparison reads (``RUN_COLUMNS``); a figure the store
+    cannot give for a run (no rows yet) is None."""
     rows = []
     for r in store.list_runs(ids=list(run_ids)):
         s = r.summary
+        figures = run_figures(store, r)
         rows.append({"id": r.id, "name": r.name, "method": method_label(r), "seed": r.config.get("seed"),
                      "status": r.status, "val_acc": s.get("val_acc"), "test_acc": s.get("test_acc"),
-                     "size": r.size, "pruned_ops": s.get("pruned_ops"), "arch_steps": s.get("arch_steps"),
-                     "iterations": r.iterations, "seconds": r.duration, "genotype": r.genotype})
-    return pd.DataFrame(rows).sort_values("id") if rows else pd.DataFrame(
-        columns=["id", "name", "method", "seed", "status", "val_acc", "test_acc", "size", "pruned_ops",
-                 "arch_steps", "iterations", "seconds", "genotype"])
+                     "size": r.size, **{k: figures[k] for k in RUN_COLUMNS if k in figures},
+                     "seconds": r.duration, "genotype": r.genotype})
+    return pd.DataFrame(rows, columns=RUN_COLUMNS).sort_values("id") if rows else \
+        pd.DataFrame(columns=RUN_COLUMNS)
 
 
 def method_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per method: supernet validation accuracy, evaluated test accuracy and architecture size
-    (mean and std over seeds), pruned ops, architecture steps and wall time (means)."""
+    (mean and std over seeds); pruned ops (count and % of both cells' ops), separation, share
+    of separated edges, the iteration of the last genotype change, architecture steps and wall
+    time (means over seeds; None where no seed has the figure)."""
     if runs.empty:
         return pd.DataFrame()
     out = []
     for method, g in runs.groupby("method", sort=False):
         def ms(col: str) -> tuple[float | None, float | None]:
-            v = pd.to_numeric(g[col], errors="coerce").dropna()
+            v = pd.to_numeric(g[col], errors="coerce").dropna() if col in g else pd.Series(dtype=float)
             if v.empty:
                 return None, None
             return float(v.mean()), float(v.std(ddof=0))
@@ -68,8 +81,8 @@ def method_table(runs: pd.DataFrame) -> pd.DataFrame:
         sz, sz_s = ms("size")
         out.append({"method": method, "runs": len(g), "finished": int((g["status"] == "finished").sum()),
                     "val_acc_mean": va, "val_acc_std": va_s, "test_acc_mean": ta, "test_acc_std": ta_s,
-                    "size_mean": sz, "size_std": sz_s, "pruned_ops_mean": ms("pruned_ops")[0],
-                    "arch_steps_mean": ms("arch_steps")[0], "seconds_mean": ms("seconds")[0]})
+                    "size_mean": sz, "size_std": sz_s,
+                    **{f"{c}_mean": ms(c)[0] for c in MEAN_COLUMNS}})
     return pd.DataFrame(out)
 
 
@@ -140,10 +153,22 @@ def method_curves(store: RunStore, runs: pd.DataFrame, column: str, points: int 
     return out
 
 
+def _null_nan(d: dict[Any, Any]) -> dict[Any, Any]:
+    """A dict for JSON: a missing number (NaN) becomes None, i.e. null rather than invalid NaN."""
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_null_nan(row) for row in df.to_dict("records")]
+
+
 def study_summary(store: RunStore, run_ids: Sequence[int]) -> dict[str, Any]:
+    """The comparison as plain data (the CLI's ``study --json``): per run ``RUN_COLUMNS`` but the
+    genotype, per method ``method_table``'s columns, and genotype agreement."""
     runs = runs_table(store, run_ids)
     table = method_table(runs)
     _, mm = agreement_summary(store, runs)
-    return {"runs": runs.drop(columns=["genotype"]).to_dict("records"),
-            "methods": table.to_dict("records"),
-            "agreement": {**within_across(mm), "by_method": mm.round(4).to_dict()}}
+    return {"runs": _records(runs.drop(columns=["genotype"])),
+            "methods": _records(table),
+            "agreement": {**within_across(mm),
+                          "by_method": {m: _null_nan(row) for m, row in mm.round(4).to_dict().items()}}}

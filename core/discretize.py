@@ -1,13 +1,20 @@
-"""The one discretization rule: projecting operation weights onto a discrete cell.
+"""Discretization rules: projecting operation weights onto a discrete cell.
 
-Per node, rank incoming edges by their largest non-`none` weight (ties: lower edge index),
-keep the top 2, and on each kept edge take the best non-`none` op (ties: first index).
-This is DARTS's genotype rule (ALGORITHMS.md "Discretization"); the regularizers, the live
-genotype and the final result all call it, on a copy of the weights.
+Two rules share one dispatch (``RULES``), both written on the incoming edges of one node:
+
+* ``darts`` (the default for every method; ALGORITHMS.md "Discretization"): rank the node's
+  incoming edges by their largest non-`none` weight (ties: lower edge index), keep the top 2,
+  and on each kept edge take the best non-`none` op (ties: first index). Two inputs per node.
+* ``threshold`` (FairDARTS, xiaomi-automl/FairDARTS ``utils.parse`` with ``threshold_sparse``):
+  the same top-2 edges and best op, but an edge is kept only if its best op's weight is
+  >= ``threshold`` (0.85 there), so a node keeps 0, 1 or 2 inputs.
+
+The regularizers, the live genotype and the final result all call these, on a copy of the
+weights.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +22,8 @@ import torch
 from core.genotype import Genotype
 
 EDGES_PER_NODE_KEPT = 2
+DEFAULT_RULE = "darts"
+DEFAULT_THRESHOLD = 0.85  # FairDARTS's op_threshold
 
 
 def edge_rows(nodes: int) -> list[range]:
@@ -36,13 +45,53 @@ def _as_array(weights: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
     return np.asarray(weights, dtype=np.float64)
 
 
+# ---- the rules: which of one node's incoming edges are kept ----------------------------------
+# Each takes the best usable weight of every incoming edge of one node (-inf where the edge has
+# no usable op) and the threshold, and returns the local indices of the kept edges, strongest
+# first. The best op of each kept edge is the same under every rule.
+EdgeRule = Callable[[np.ndarray, float], list[int]]
+
+
+def _top_edges(best_w: np.ndarray) -> list[int]:
+    # Stable sort on -weight keeps the lower edge index first among ties.
+    order = sorted(range(len(best_w)), key=lambda j: -best_w[j])
+    return order[:EDGES_PER_NODE_KEPT]
+
+
+def darts_edges(best_w: np.ndarray, threshold: float) -> list[int]:
+    """DARTS: the two strongest edges (an edge with no usable op is never kept)."""
+    return [j for j in _top_edges(best_w) if best_w[j] != -np.inf]
+
+
+def threshold_edges(best_w: np.ndarray, threshold: float) -> list[int]:
+    """FairDARTS ``threshold_sparse``: of the two strongest edges, those whose best op's weight
+    is >= threshold (so 0, 1 or 2)."""
+    return [j for j in _top_edges(best_w) if best_w[j] >= threshold]
+
+
+RULES: dict[str, EdgeRule] = {"darts": darts_edges, "threshold": threshold_edges}
+
+
+def list_rules() -> list[str]:
+    return list(RULES)
+
+
+def _rule(name: str) -> EdgeRule:
+    if name not in RULES:
+        raise ValueError(f"unknown discretization rule {name!r}; valid: {', '.join(RULES)}")
+    return RULES[name]
+
+
 def select_edges(weights: torch.Tensor | np.ndarray, primitives: Sequence[str],
-                 live: np.ndarray | torch.Tensor | None = None) -> list[tuple[int, int, float]]:
-    """(edge row, op index, weight) kept by the rule: two per node, node order, strongest first.
+                 live: np.ndarray | torch.Tensor | None = None, rule: str = DEFAULT_RULE,
+                 threshold: float = DEFAULT_THRESHOLD) -> list[tuple[int, int, float]]:
+    """(edge row, op index, weight) kept by ``rule``: node order, strongest edge first.
 
     ``live``: an optional (edges, ops) mask of ops that may be chosen (ADMM's Z never picks a
     pruned op); an edge with no live op is never kept, so a node may then keep fewer than two.
+    ``threshold`` is read by the ``threshold`` rule only.
     """
+    edge_rule = _rule(rule)
     w = _as_array(weights)  # (edges, ops)
     ops = list(primitives)
     if w.ndim != 2 or w.shape[1] != len(ops):
@@ -53,19 +102,14 @@ def select_edges(weights: torch.Tensor | np.ndarray, primitives: Sequence[str],
     usable = np.broadcast_to(usable[None, :], w.shape)
     if live is not None:
         usable = usable & (_as_array(live) > 0)
-    masked = np.where(usable, w, -np.inf)
-    best_op = np.argmax(masked, axis=1)  # first index on ties
-    best_w = masked[np.arange(len(w)), best_op]
-    nodes = _nodes_for(len(w))
+    masked = np.where(usable, w, -np.inf)  # (edges, ops)
+    best_op = np.argmax(masked, axis=1)  # (edges,), first index on ties
+    best_w = masked[np.arange(len(w)), best_op]  # (edges,), -inf where nothing is usable
     kept = []
-    for rows in edge_rows(nodes):
+    for rows in edge_rows(_nodes_for(len(w))):
         rows = list(rows)
-        # Stable sort on -weight keeps the lower edge index first among ties.
-        order = sorted(range(len(rows)), key=lambda j: -best_w[rows[j]])
-        for j in order[:EDGES_PER_NODE_KEPT]:
+        for j in edge_rule(best_w[rows], threshold):
             e = rows[j]
-            if best_w[e] == -np.inf:
-                continue  # no live op on this edge
             kept.append((e, int(best_op[e]), float(w[e, best_op[e]])))
     return kept
 
@@ -81,26 +125,40 @@ def _nodes_for(n_edges: int) -> int:
 
 
 def project_discrete(weights: torch.Tensor, primitives: Sequence[str],
-                     live: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
-    """One-hot (edges, ops) tensor of the genotype's choices; detached, same device/dtype.
-    ``live`` restricts the choice to unpruned ops (see ``select_edges``)."""
+                     live: np.ndarray | torch.Tensor | None = None, rule: str = DEFAULT_RULE,
+                     threshold: float = DEFAULT_THRESHOLD) -> torch.Tensor:
+    """One-hot (edges, ops) tensor of the cell's choices under ``rule``; detached, same
+    device/dtype. ``live`` restricts the choice to unpruned ops (see ``select_edges``)."""
     d = torch.zeros_like(weights, requires_grad=False)
-    for e, k, _ in select_edges(weights, primitives, live):
+    for e, k, _ in select_edges(weights, primitives, live, rule, threshold):
         d[e, k] = 1.0
     return d
 
 
 def derive_genotype(weights_normal: torch.Tensor | np.ndarray,
                     weights_reduce: torch.Tensor | np.ndarray,
-                    primitives: Sequence[str]) -> Genotype:
+                    primitives: Sequence[str], rule: str = DEFAULT_RULE,
+                    threshold: float = DEFAULT_THRESHOLD) -> Genotype:
+    """The Genotype ``rule`` picks from both cells' weights, with each pair's weight.
+
+    Each pair carries its node (state index i+2), so a threshold cell whose nodes keep 0, 1 or
+    2 inputs is written as FairDARTS triples; ``Genotype`` folds a cell that happens to keep two
+    per node back into DARTS's layout, so both rules give equal genotypes when they agree.
+    concat = every intermediate node (FairDARTS: range(2, 2 + steps))."""
     cells = {}
     for ct, w in (("normal", weights_normal), ("reduce", weights_reduce)):
         arr = _as_array(w)
         nodes = _nodes_for(arr.shape[0])
-        input_of = {e: j for rows in edge_rows(nodes) for j, e in enumerate(rows)}
-        kept = select_edges(arr, primitives)
-        cells[ct] = ([(primitives[k], input_of[e]) for e, k, _ in kept], [wt for _, _, wt in kept],
-                     tuple(range(2, 2 + nodes)))
-    return Genotype(normal=cells["normal"][0], normal_concat=cells["normal"][2],
-                    reduce=cells["reduce"][0], reduce_concat=cells["reduce"][2],
-                    normal_weights=cells["normal"][1], reduce_weights=cells["reduce"][1])
+        # edge row -> (node's state index, input)
+        place = {e: (2 + i, j) for i, rows in enumerate(edge_rows(nodes))
+                 for j, e in enumerate(rows)}
+        kept = select_edges(arr, primitives, rule=rule, threshold=threshold)
+        cells[ct] = dict(pairs=[(primitives[k], place[e][1]) for e, k, _ in kept],
+                         nodes=[place[e][0] for e, _, _ in kept],
+                         weights=[wt for _, _, wt in kept],
+                         concat=tuple(range(2, 2 + nodes)))
+    return Genotype(normal=cells["normal"]["pairs"], normal_concat=cells["normal"]["concat"],
+                    reduce=cells["reduce"]["pairs"], reduce_concat=cells["reduce"]["concat"],
+                    normal_weights=cells["normal"]["weights"],
+                    reduce_weights=cells["reduce"]["weights"],
+                    normal_nodes=cells["normal"]["nodes"], reduce_nodes=cells["reduce"]["nodes"])

@@ -35,33 +35,61 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
 
 
 def validate_genotype(genotype: Genotype) -> None:
-    """Raises ValueError unless both cells can be built: 2 pairs per node, known ops,
-    inputs that point at earlier states, concat indices that exist."""
+    """Raises ValueError unless both cells can be built: known ops, inputs that point at
+    earlier states, concat indices that exist, and per layout: 2 pairs per node (DARTS), or
+    nodes >= 2 and at least one computed node in concat (FairDARTS triples)."""
     valid_ops = list_ops()
     for cell_type in ("normal", "reduce"):
         pairs = genotype.cell(cell_type)
-        concat = getattr(genotype, cell_type + "_concat")
-        if not pairs or len(pairs) % 2:
+        concat = genotype.concat(cell_type)
+        darts = genotype.is_darts_layout(cell_type)
+        if darts and (not pairs or len(pairs) % 2):
             raise ValueError(f"{cell_type} cell has {len(pairs)} (op, input) pairs; a genotype "
-                             f"needs exactly 2 per node (an even, non-zero count)")
-        steps = len(pairs) // 2
-        for k, (op, inp) in enumerate(pairs):
+                             f"needs exactly 2 per node (an even, non-zero count), or FairDARTS "
+                             f"(op, node, input) triples with at least one computed node")
+        steps = genotype.steps(cell_type)
+        for k, ((op, inp), node) in enumerate(zip(pairs, genotype.nodes_of(cell_type))):
             if op not in valid_ops:
                 raise ValueError(f"{cell_type} cell, pair {k}: unknown operation {op!r}; "
                                  f"valid: {', '.join(valid_ops)}")
-            node = k // 2
-            if not 0 <= inp < 2 + node:
-                raise ValueError(f"{cell_type} cell, pair {k}: node {node} can only take inputs "
-                                 f"0..{1 + node} (0 = c_{{k-2}}, 1 = c_{{k-1}}), got {inp}")
+            if node < 2:
+                raise ValueError(f"{cell_type} cell, pair {k}: node {node} is a cell input; "
+                                 f"intermediate nodes are states 2 and up")
+            if not 0 <= inp < node:
+                raise ValueError(f"{cell_type} cell, pair {k}: node {node - 2} can only take inputs "
+                                 f"0..{node - 1} (0 = c_{{k-2}}, 1 = c_{{k-1}}), got {inp}")
         if not concat:
             raise ValueError(f"{cell_type}_concat is empty")
         bad = [i for i in concat if not 0 <= i < 2 + steps]
         if bad:
             raise ValueError(f"{cell_type}_concat has indices {bad} outside 0..{1 + steps}")
+        if not genotype.output_states(cell_type):
+            raise ValueError(f"{cell_type} cell computes no node of its concat {list(concat)} "
+                             f"(no kept input reaches them): the cell would output nothing")
+
+
+def _used_pairs(genotype: Genotype, cell_type: str) -> list[tuple[str, int, int]]:
+    """(op, node, input) of each pair the cell computes, in genotype order: a pair whose input
+    is a node that is never computed is left out. DCOCell builds such an op and never calls it;
+    building it would only add dead parameters to the count (in the seven published FairDARTS
+    cells every such op is a skip_connect, so the counts agree either way)."""
+    exists = {0, 1, *genotype.computed_nodes(cell_type)}
+    return [(op, node, inp)
+            for (op, inp), node in zip(genotype.cell(cell_type), genotype.nodes_of(cell_type))
+            if inp in exists]
 
 
 class Cell(nn.Module):
-    """One discrete cell: each node sums two ops applied to earlier states (DARTS model.Cell)."""
+    """One discrete cell: each node sums the ops applied to its inputs.
+
+    DARTS layout: DARTS model.Cell, two ops per node, drop path on each non-identity edge.
+    FairDARTS triples: model.DCOCell, any number of ops per node, a node without a computed
+    input is skipped, drop path on each node's output, and the output concatenates the
+    computed nodes of concat (``Genotype.output_states``), so ``multiplier`` is their count.
+    A FairDARTS cell that keeps two inputs on every node is held in the DARTS layout
+    (``Genotype``) and built as DARTS's Cell: the same parameters and eval-mode function, drop
+    path per edge instead of per node.
+    """
 
     def __init__(self, genotype: Genotype, C_prev_prev: int, C_prev: int, C: int,
                  reduction: bool, reduction_prev: bool):
@@ -74,29 +102,35 @@ class Cell(nn.Module):
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=True)
         self.reduction = reduction
         cell_type = "reduce" if reduction else "normal"
-        pairs = genotype.cell(cell_type)
-        self._concat = tuple(getattr(genotype, cell_type + "_concat"))
+        used = _used_pairs(genotype, cell_type)
+        self._darts_layout = genotype.is_darts_layout(cell_type)
+        self._concat = genotype.output_states(cell_type)
         self.multiplier = len(self._concat)
-        self._steps = len(pairs) // 2
-        self._indices = tuple(inp for _, inp in pairs)
+        self._indices = tuple(inp for _, _, inp in used)
+        # (node, indices of its ops) in node order: a node's inputs are always earlier nodes.
+        self._plan = tuple((node, tuple(k for k, (_, n, _) in enumerate(used) if n == node))
+                           for node in sorted({n for _, n, _ in used}))
         self._ops = nn.ModuleList(
             # Only edges from the two cell inputs are strided in a reduction cell.
             create_op(op, C, 2 if reduction and inp < 2 else 1, affine=True)
-            for op, inp in pairs
+            for op, _, inp in used
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]  # each (B, C, H, W)
-        for i in range(self._steps):
-            node = 0
-            for k in (2 * i, 2 * i + 1):
+        states = {0: self.preprocess0(s0), 1: self.preprocess1(s1)}  # each (B, C, H, W)
+        drop = self.training and drop_prob > 0.0
+        for node, ks in self._plan:
+            out = 0
+            for k in ks:
                 op = self._ops[k]
                 h = op(states[self._indices[k]])
-                # Identity edges are never dropped (DARTS), so a skip always carries signal.
-                if self.training and drop_prob > 0.0 and not isinstance(op, Identity):
+                # DARTS: identity edges are never dropped, so a skip always carries signal.
+                if drop and self._darts_layout and not isinstance(op, Identity):
                     h = drop_path(h, drop_prob)
-                node = node + h
-            states.append(node)
+                out = out + h
+            if drop and not self._darts_layout:
+                out = drop_path(out, drop_prob)  # DCOCell drops the node's output
+            states[node] = out
         return torch.cat([states[i] for i in self._concat], dim=1)  # (B, multiplier*C, H, W)
 
 
@@ -210,7 +244,7 @@ def count_parameters(module: nn.Module, exclude_auxiliary: bool = True) -> int:
     )
 
 
-_SIZE_CACHE: dict[tuple[str, int, int, int], int] = {}
+_SIZE_CACHE: dict[tuple[str, int, int, int, int], int] = {}
 _SIZE_CACHE_MAX = 256  # the search asks once per genotype change; a few hundred is plenty
 
 
@@ -222,7 +256,7 @@ def architecture_size(genotype: Genotype, C: int = 36, num_classes: int = 10,
     that are themselves cached, so a genotype change during a search costs microseconds;
     tests hold it equal to ``count_parameters(EvalNetwork(...))``.
     """
-    key = (str(genotype), C, num_classes, layers)
+    key = (str(genotype), C, num_classes, layers, in_channels)  # in_channels sizes the stem
     if key in _SIZE_CACHE:
         return _SIZE_CACHE[key]
     validate_genotype(genotype)
@@ -235,17 +269,15 @@ def architecture_size(genotype: Genotype, C: int = 36, num_classes: int = 10,
         if reduction:
             C_curr *= 2
         cell_type = "reduce" if reduction else "normal"
-        pairs = genotype.cell(cell_type)
-        concat = getattr(genotype, cell_type + "_concat")
         # preprocess0: ReLUConvBN 1x1, or FactorizedReduce after a reduction (two 1x1 convs to
         # C/2 each): the same count either way, plus the affine BN
         total += C_pp * C_curr + 2 * C_curr
         total += C_p * C_curr + 2 * C_curr  # preprocess1
-        for op, inp in pairs:
+        for op, _, inp in _used_pairs(genotype, cell_type):
             stride = 2 if reduction and inp < 2 else 1
             total += _op_size(op, C_curr, stride)
         reduction_prev = reduction
-        C_pp, C_p = C_p, len(concat) * C_curr
+        C_pp, C_p = C_p, len(genotype.output_states(cell_type)) * C_curr
     total += C_p * num_classes + num_classes  # classifier
     if len(_SIZE_CACHE) >= _SIZE_CACHE_MAX:
         _SIZE_CACHE.pop(next(iter(_SIZE_CACHE)))  # oldest first

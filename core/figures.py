@@ -194,7 +194,8 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
         colorscale=_BLUES, zmin=lo, zmax=hi, textfont=dict(size=10),
         colorbar=dict(thickness=10, len=0.8), hovertemplate="%{y}<br>%{x}: %{z:.4f}<extra></extra>")]
     try:
-        kept = select_edges(w, prims)
+        kept = select_edges(w, prims, rule=str(view.config.get("discretization", "darts")),
+                            threshold=float(view.config.get("op_threshold", 0.85)))
     except ValueError:
         kept = []
     if kept:
@@ -211,9 +212,10 @@ def op_weights_heatmap(view: RunView, cell_type: str, step: int | None = None) -
 
 
 # ---- genotype -------------------------------------------------------------------------------
-def _node_pairs(g: Genotype, cell_type: str) -> list[list[tuple[str, int]]]:
-    pairs = list(g.cell(cell_type))
-    return [pairs[k:k + 2] for k in range(0, len(pairs), 2)]
+def _node_pairs(g: Genotype, cell_type: str) -> dict[int, list[tuple[str, int]]]:
+    """Intermediate node (from 0) -> its (op, input) pairs, from each pair's own node, so a
+    FairDARTS cell (0, 1 or 2 inputs per node) groups as correctly as a DARTS one."""
+    return {node - 2: list(pairs) for node, pairs in g.pairs_by_node(cell_type).items()}
 
 
 def _pair_changes(removed: list, added: list) -> tuple[list, list, list]:
@@ -236,7 +238,9 @@ def _pair_changes(removed: list, added: list) -> tuple[list, list, list]:
 def genotype_changes(view: RunView) -> pd.DataFrame:
     """The genotype's change log: one row per changed (op, input) choice, in step order, e.g.
     "normal node 2: sep_conv_3x3 <- 1 replaced by skip_connect <- 0". A reordering of a node's
-    two edges (their strength ranking) is not a change. The first genotype is the baseline."""
+    edges (their strength ranking) is not a change; in a FairDARTS threshold cell an input that
+    passes or falls below the threshold is "added" or "dropped". The first genotype is the
+    baseline."""
     rows: list[dict[str, Any]] = []
     prev: Genotype | None = None
     steps = view.genotypes["step"].tolist()
@@ -247,9 +251,8 @@ def genotype_changes(view: RunView) -> pd.DataFrame:
         if prev is not None:
             for ct in ("normal", "reduce"):
                 old_nodes, new_nodes = _node_pairs(prev, ct), _node_pairs(g, ct)
-                for node in range(max(len(old_nodes), len(new_nodes))):
-                    old = old_nodes[node] if node < len(old_nodes) else []
-                    new = new_nodes[node] if node < len(new_nodes) else []
+                for node in sorted(old_nodes.keys() | new_nodes.keys()):
+                    old, new = old_nodes.get(node, []), new_nodes.get(node, [])
                     removed = [p for p in old if p not in new]
                     added = [p for p in new if p not in old]
                     pairs, removed, added = _pair_changes(removed, added)

@@ -1,14 +1,27 @@
 """The Genotype: the only architecture format that is stored, exported or drawn.
 
-Text form is DARTS's ``Genotype(normal=[('sep_conv_3x3', 1), ...], normal_concat=range(2, 6),
-reduce=[...], reduce_concat=range(2, 6))``; it is parsed with a small grammar, never ``eval``.
+Two layouts of a cell, both from the papers' genotypes.py files:
+
+* DARTS: ``[('sep_conv_3x3', 1), ...]``, two (op, input) pairs per intermediate node in node
+  order, so pair k belongs to node k // 2 (state k // 2 + 2).
+* FairDARTS: ``[('sep_conv_3x3', 2, 0), ...]``, (op, node, input) triples where node is the
+  state index i + 2; a node may take any number of inputs, none included (its threshold parse
+  and DCO cells).
+
+Both are held the same way: ``normal``/``reduce`` are (op, input) pairs and ``normal_nodes``/
+``reduce_nodes`` give each pair's node, empty for the DARTS layout. A cell whose nodes happen
+to list two pairs each in node order is folded into the DARTS layout, so each cell has one
+form, and equality, text and JSON do not depend on the rule that produced it. The text form
+is DARTS's ``Genotype(normal=[...], normal_concat=range(2, 6), reduce=[...],
+reduce_concat=range(2, 6))`` with pairs or triples; it is parsed with a small grammar, never
+``eval``.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import networkx as nx
 
@@ -17,6 +30,7 @@ from core.palette import op_color
 CELL_TYPES: tuple[str, str] = ("normal", "reduce")
 CELL_TITLES = {"normal": "Normal cell", "reduce": "Reduction cell"}  # as the pages and drawings name them
 Pair = tuple[str, int]
+FIRST_NODE = 2  # states 0 and 1 are the cell inputs c_{k-2} and c_{k-1}
 
 
 class GenotypeError(ValueError):
@@ -32,27 +46,51 @@ class Genotype:
     # Weight of each chosen (op, input) pair, in the same order; drawing only, not compared.
     normal_weights: tuple[float, ...] = field(default=(), compare=False)
     reduce_weights: tuple[float, ...] = field(default=(), compare=False)
+    # State index (i + 2) of each pair's node; empty: DARTS's layout, pair k -> k // 2 + 2.
+    normal_nodes: tuple[int, ...] = ()
+    reduce_nodes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("normal", "reduce"):
-            pairs = tuple((str(op), int(i)) for op, i in getattr(self, name))
-            object.__setattr__(self, name, pairs)
+        for name in CELL_TYPES:
+            items = [tuple(p) for p in getattr(self, name)]
+            nodes = tuple(int(n) for n in getattr(self, name + "_nodes"))
+            if items and all(len(p) == 3 for p in items) and not nodes:
+                # FairDARTS triples given directly: (op, node, input).
+                nodes = tuple(int(n) for _, n, _ in items)
+                items = [(op, inp) for op, _, inp in items]
+            if any(len(p) != 2 for p in items):
+                raise GenotypeError(f"{name} cell: expected (op, input) pairs or (op, node, input) "
+                                    f"triples, got {items!r}")
+            pairs = tuple((str(op), int(i)) for op, i in items)
+            if nodes and len(nodes) != len(pairs):
+                raise GenotypeError(f"{name}_nodes has {len(nodes)} entries for {len(pairs)} pairs")
             concat = tuple(int(i) for i in getattr(self, name + "_concat"))
+            # Two per node in node order, with no node after the last pair's in concat (the
+            # DARTS layout has no node without inputs): the DARTS layout, one form per cell.
+            if nodes and nodes == _darts_nodes(len(pairs)) and max(concat, default=0) <= nodes[-1]:
+                nodes = ()
+            object.__setattr__(self, name, pairs)
+            object.__setattr__(self, name + "_nodes", nodes)
             object.__setattr__(self, name + "_concat", concat)
             object.__setattr__(self, name + "_weights",
                                tuple(float(w) for w in getattr(self, name + "_weights")))
 
     # ---- text form -------------------------------------------------------------------
     def __str__(self) -> str:
-        def pairs(ps: Iterable[Pair]) -> str:
-            return "[" + ", ".join(f"('{op}', {i})" for op, i in ps) + "]"
+        def cell(ct: str) -> str:
+            if self.is_darts_layout(ct):
+                items = (f"('{op}', {i})" for op, i in self.cell(ct))
+            else:
+                items = (f"('{op}', {n}, {i})"
+                         for (op, i), n in zip(self.cell(ct), self.nodes_of(ct)))
+            return "[" + ", ".join(items) + "]"
 
-        return (f"Genotype(normal={pairs(self.normal)}, normal_concat={_concat(self.normal_concat)}, "
-                f"reduce={pairs(self.reduce)}, reduce_concat={_concat(self.reduce_concat)})")
+        return (f"Genotype(normal={cell('normal')}, normal_concat={_concat(self.normal_concat)}, "
+                f"reduce={cell('reduce')}, reduce_concat={_concat(self.reduce_concat)})")
 
     @classmethod
     def parse(cls, text: str) -> "Genotype":
-        """Reads the DARTS text form (or our JSON) without evaluating anything."""
+        """Reads the DARTS or FairDARTS text form (or our JSON) without evaluating anything."""
         text = text.strip()
         if text.startswith("{"):
             return cls.from_json(text)
@@ -67,7 +105,10 @@ class Genotype:
             if not km:
                 raise GenotypeError(f"genotype text has no {key}=...")
             value = km.group(1)
-            parts[key] = _parse_concat(value) if key.endswith("concat") else _parse_pairs(value)
+            if key.endswith("concat"):
+                parts[key] = _parse_concat(value)
+            else:
+                parts[key], parts[key + "_nodes"] = _parse_pairs(value)
             body = body.replace(km.group(0), "", 1)
         return cls(**parts)
 
@@ -79,10 +120,11 @@ class Genotype:
             "reduce": [list(p) for p in self.reduce],
             "reduce_concat": list(self.reduce_concat),
         }
-        if self.normal_weights:
-            d["normal_weights"] = list(self.normal_weights)
-        if self.reduce_weights:
-            d["reduce_weights"] = list(self.reduce_weights)
+        for ct in CELL_TYPES:
+            if self.weights(ct):
+                d[ct + "_weights"] = list(self.weights(ct))
+            if not self.is_darts_layout(ct):
+                d[ct + "_nodes"] = list(self.nodes_of(ct))
         return d
 
     def to_json(self) -> str:
@@ -98,6 +140,8 @@ class Genotype:
                 reduce_concat=tuple(d["reduce_concat"]),
                 normal_weights=tuple(d.get("normal_weights", ())),
                 reduce_weights=tuple(d.get("reduce_weights", ())),
+                normal_nodes=tuple(d.get("normal_nodes", ())),
+                reduce_nodes=tuple(d.get("reduce_nodes", ())),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise GenotypeError(f"not a genotype JSON object: {e}") from e
@@ -118,34 +162,87 @@ class Genotype:
     def weights(self, cell_type: str) -> tuple[float, ...]:
         return getattr(self, cell_type + "_weights")
 
+    def concat(self, cell_type: str) -> tuple[int, ...]:
+        return getattr(self, cell_type + "_concat")
+
+    def is_darts_layout(self, cell_type: str) -> bool:
+        """True when pair k belongs to node k // 2 (no explicit nodes)."""
+        self.cell(cell_type)  # checks the name
+        return not getattr(self, cell_type + "_nodes")
+
+    def nodes_of(self, cell_type: str) -> tuple[int, ...]:
+        """State index (i + 2) of the node each pair feeds, in pair order, for either layout."""
+        if self.is_darts_layout(cell_type):
+            return _darts_nodes(len(self.cell(cell_type)))
+        return getattr(self, cell_type + "_nodes")
+
+    def steps(self, cell_type: str) -> int:
+        """Intermediate nodes of the cell. DARTS layout: pairs // 2. Triples, or a cell that
+        kept no pair at all: up to the highest node named by a pair or by concat, so a node
+        left without inputs still counts."""
+        if self.is_darts_layout(cell_type) and self.cell(cell_type):
+            return len(self.cell(cell_type)) // 2
+        return max([FIRST_NODE - 1, *self.nodes_of(cell_type), *self.concat(cell_type)]) - 1
+
+    def pairs_by_node(self, cell_type: str) -> dict[int, tuple[Pair, ...]]:
+        """Node state index -> its (op, input) pairs in genotype order; every node of the cell
+        is a key, a node without inputs maps to ()."""
+        out: dict[int, list[Pair]] = {FIRST_NODE + i: [] for i in range(self.steps(cell_type))}
+        for pair, node in zip(self.cell(cell_type), self.nodes_of(cell_type)):
+            out.setdefault(node, []).append(pair)
+        return {n: tuple(ps) for n, ps in sorted(out.items())}
+
+    def computed_nodes(self, cell_type: str) -> tuple[int, ...]:
+        """State indices of the nodes the evaluation cell computes: a node is computed when at
+        least one of its inputs is a cell input or a computed node (FairDARTS's DCOCell skips
+        inputs from nodes that never got a value). In the DARTS layout: every node."""
+        computed: list[int] = []
+        for node, pairs in self.pairs_by_node(cell_type).items():
+            if any(inp < FIRST_NODE or inp in computed for _, inp in pairs if inp < node):
+                computed.append(node)
+        return tuple(computed)
+
+    def output_states(self, cell_type: str) -> tuple[int, ...]:
+        """States concatenated into the cell's output: concat, less nodes that are not computed
+        (the FairDARTS cells all list range(2, 6), so this is DCOCell's "every computed node")."""
+        exists = {0, 1, *self.computed_nodes(cell_type)}
+        return tuple(s for s in self.concat(cell_type) if s in exists)
+
     def choices(self) -> set[tuple[str, int, int, str]]:
-        """(cell type, node, input, op) for every chosen edge; the unit of agreement."""
+        """(cell type, node, input, op) for every chosen edge; the unit of agreement. ``node``
+        counts intermediate nodes from 0 in either layout."""
         out = set()
         for ct in CELL_TYPES:
-            for k, (op, inp) in enumerate(self.cell(ct)):
-                out.add((ct, k // 2, inp, op))
+            for (op, inp), node in zip(self.cell(ct), self.nodes_of(ct)):
+                out.add((ct, node - FIRST_NODE, inp, op))
         return out
 
     def to_networkx(self, cell_type: str) -> nx.MultiDiGraph:
+        """The cell as a graph: every intermediate node (``computed`` False for one the
+        evaluation cell skips), each pair as an edge (``used`` False when its input is not
+        computed), and concat edges into c_{k} only from ``output_states``."""
         g = nx.MultiDiGraph()
-        pairs = self.cell(cell_type)
-        concat = getattr(self, cell_type + "_concat")
         ws = self.weights(cell_type)
-        g.add_node("c_{k-2}", kind="input")
-        g.add_node("c_{k-1}", kind="input")
-        n_nodes = len(pairs) // 2
-        for i in range(n_nodes):
-            g.add_node(str(i), kind="node")
-        g.add_node("c_{k}", kind="output")
-        for k, (op, inp) in enumerate(pairs):
-            src = _state_name(inp)
-            g.add_edge(src, str(k // 2), op=op, weight=ws[k] if ws else None, key=k)
-        for s in concat:
-            g.add_edge(_state_name(s), "c_{k}", op="concat", weight=None)
+        computed = set(self.computed_nodes(cell_type))
+        g.add_node("c_{k-2}", kind="input", computed=True)
+        g.add_node("c_{k-1}", kind="input", computed=True)
+        for node in range(FIRST_NODE, FIRST_NODE + self.steps(cell_type)):
+            g.add_node(_state_name(node), kind="node", computed=node in computed)
+        g.add_node("c_{k}", kind="output", computed=True)
+        for k, ((op, inp), node) in enumerate(zip(self.cell(cell_type), self.nodes_of(cell_type))):
+            g.add_edge(_state_name(inp), _state_name(node), op=op, weight=ws[k] if ws else None,
+                       used=inp < FIRST_NODE or inp in computed, key=k)
+        for s in self.output_states(cell_type):
+            g.add_edge(_state_name(s), "c_{k}", op="concat", weight=None, used=True)
         return g
 
     def to_dot(self, cell_type: str, title: str | None = None, redraw: str | None = None) -> str:
         """Graphviz DOT of one cell; edge colours come from the one op palette.
+
+        A node the evaluation cell does not compute (a FairDARTS node left without inputs) is
+        drawn greyed and dashed, not left out, so cells of both layouts show the same nodes;
+        an edge whose input is such a node is dotted, and only computed nodes in concat get an
+        edge into c_{k}.
 
         ``redraw``: a tag added to every node id (the labels stay the names), for a drawing that
         replaces another in the browser. d3-graphviz, behind ``st.graphviz_chart``, matches a new
@@ -171,6 +268,9 @@ class Genotype:
                 attrs = 'fillcolor="#a1d99b"'
             elif data["kind"] == "output":
                 attrs = 'fillcolor="#fdd0a2"'
+            elif not data["computed"]:
+                attrs = ('fillcolor="#f0f0f0", fontcolor="#969696", color="#bdbdbd", '
+                         'style="filled,dashed", shape=box')
             else:
                 attrs = 'fillcolor="#c6dbef", shape=box'
             if redraw is not None:
@@ -182,10 +282,18 @@ class Genotype:
                 continue
             label = data["op"] if data["weight"] is None else f"{data['op']}\\n{data['weight']:.2f}"
             c = op_color(data["op"])
+            style = "" if data["used"] else ", style=dotted"
             lines.append(f'  {node(u)} -> {node(v)} [label="{label}", color="{c}", '
-                         f'fontcolor="{c}", penwidth=2];')
+                         f'fontcolor="{c}", penwidth=2{style}];')
         lines.append("}")
         return "\n".join(lines)
+
+
+def _darts_nodes(n_pairs: int) -> tuple[int, ...]:
+    """Each pair's node in the DARTS layout; () where that layout cannot hold n_pairs."""
+    if n_pairs == 0 or n_pairs % 2:
+        return ()
+    return tuple(FIRST_NODE + k // 2 for k in range(n_pairs))
 
 
 def _state_name(i: int) -> str:
@@ -203,15 +311,26 @@ def _concat(c: Sequence[int]) -> str:
     return "[" + ", ".join(map(str, c)) + "]"
 
 
-def _parse_pairs(text: str) -> tuple[Pair, ...]:
+_ITEM = re.compile(r"\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*,\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+def _parse_pairs(text: str) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
+    """A list of DARTS pairs ('op', input) or FairDARTS triples ('op', node, input):
+    returns the pairs and each pair's node (empty for pairs)."""
     inner = text.strip()[1:-1].strip()
     if not inner:
-        return ()
-    items = re.findall(r"\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*,\s*(\d+)\s*\)", inner)
-    rest = re.sub(r"\(\s*['\"]([A-Za-z0-9_]+)['\"]\s*,\s*(\d+)\s*\)", "", inner)
-    if rest.replace(",", "").strip():
-        raise GenotypeError(f"cannot read pairs in {text!r}; expected [('op', input), ...]")
-    return tuple((op, int(i)) for op, i in items)
+        return (), ()
+    items = _ITEM.findall(inner)
+    if _ITEM.sub("", inner).replace(",", "").strip():
+        raise GenotypeError(f"cannot read pairs in {text!r}; expected [('op', input), ...] "
+                            "or [('op', node, input), ...]")
+    triples = [bool(third) for _, _, third in items]
+    if any(triples) and not all(triples):
+        raise GenotypeError(f"{text!r} mixes (op, input) pairs and (op, node, input) triples")
+    if all(triples):
+        return (tuple((op, int(inp)) for op, _, inp in items),
+                tuple(int(node) for _, node, _ in items))
+    return tuple((op, int(i)) for op, i, _ in items), ()
 
 
 def _parse_concat(text: str) -> tuple[int, ...]:

@@ -2,7 +2,8 @@
 
 none, proximity (DARTS-PRIME), admm (PRIME v1), and the baselines zero_one (FairDARTS) and
 entropy. ``weights`` is a dict cell type -> activated weights A (edges, ops) with gradient;
-D(A) is the one discretization rule (core.discretize), detached. ALGORITHMS.md "Regularizers".
+D(A) is the run's discretization rule (core.discretize: DARTS's top-2 or FairDARTS's threshold),
+detached. ALGORITHMS.md "Regularizers".
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from core.discretize import project_discrete
+from core.discretize import DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete
 from core.registry import Registry
 
 REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")
@@ -60,17 +61,22 @@ class NoRegularizer(Regularizer):
 
 @register_regularizer("proximity")
 class Proximity(Regularizer):
-    """t * rho/2 * ||A - D(A)||_F (norm not squared), D recomputed from the current A."""
+    """t * rho/2 * ||A - D(A)||_F (norm not squared), D recomputed from the current A under the
+    run's discretization ``rule`` (and ``threshold``), the rule its genotype is derived with."""
 
     name = "proximity"
 
-    def __init__(self, primitives: Sequence[str], rho: float = 0.1, **_: Any):
+    def __init__(self, primitives: Sequence[str], rho: float = 0.1, rule: str = DEFAULT_RULE,
+                 threshold: float = DEFAULT_THRESHOLD, **_: Any):
         super().__init__(primitives)
         self.rho = float(rho)
+        self.rule = rule
+        self.threshold = float(threshold)
 
     def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
-        total = sum(torch.linalg.vector_norm(A - project_discrete(A.detach(), self.primitives))
-                    for A in weights.values())
+        total = sum(torch.linalg.vector_norm(A - project_discrete(
+            A.detach(), self.primitives, rule=self.rule, threshold=self.threshold))
+            for A in weights.values())
         return progress * self.rho / 2.0 * total
 
 
@@ -176,7 +182,10 @@ class Entropy(Regularizer):
         return self.weight * torch.cat(ents).mean()
 
 
-def discretization_gap(weights: Weights, primitives: Sequence[str]) -> torch.Tensor:
-    """||A - D(A)||_F summed over cell types: how far the weights are from their cell."""
-    return sum(torch.linalg.vector_norm(A.detach() - project_discrete(A.detach(), primitives))
-               for A in weights.values())
+def discretization_gap(weights: Weights, primitives: Sequence[str], rule: str = DEFAULT_RULE,
+                       threshold: float = DEFAULT_THRESHOLD) -> torch.Tensor:
+    """||A - D(A)||_F summed over cell types: how far the weights are from their cell under
+    ``rule``."""
+    return sum(torch.linalg.vector_norm(
+        A.detach() - project_discrete(A.detach(), primitives, rule=rule, threshold=threshold))
+        for A in weights.values())

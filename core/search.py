@@ -141,10 +141,13 @@ class Search:
         self.schedule = create_schedule(cfg.schedule, period=cfg.period, multiplier=cfg.multiplier,
                                         ewma=cfg.ewma, init_threshold=cfg.init_threshold,
                                         seed_threshold=cfg.seed_threshold)
+        # Proximity's D(A) follows the run's discretization rule, as the gap and the genotype
+        # do. ADMM ignores rule/threshold: its Z stays a DARTS two-per-node cell over live ops
+        # (PRIME v1's projection), whatever rule the run's genotype is read with.
         self.regularizer = create_regularizer(
             cfg.regularizer, primitives=self.primitives, rho=cfg.rho, admm_every=cfg.admm_every,
             admm_decay=cfg.admm_decay, zero_one_weight=cfg.zero_one_weight,
-            entropy_weight=cfg.entropy_weight)
+            entropy_weight=cfg.entropy_weight, rule=cfg.discretization, threshold=cfg.op_threshold)
         with torch.no_grad():
             self.regularizer.setup({ct: a.detach() for ct, a in self.model.alphas().items()},
                                    self.model.all_arch_weights())
@@ -271,13 +274,20 @@ class Search:
             raise NonFiniteError(f"an architecture weight became NaN or infinite at iteration "
                                  f"{self.step}; lower alpha_lr or rho")
         self.arch.weights = arrays
-        self.arch.gap = float(discretization_gap(w, self.primitives))
-        g = derive_genotype(arrays["normal"], arrays["reduce"], self.primitives)
+        rule, threshold = self.config.discretization, self.config.op_threshold
+        self.arch.gap = float(discretization_gap(w, self.primitives, rule, threshold))
+        g = derive_genotype(arrays["normal"], arrays["reduce"], self.primitives, rule, threshold)
         if self.arch.genotype is None or g != self.arch.genotype:
-            if self.arch.genotype is not None:
+            # A reordering of a node's kept edges (their strength ranking) is not a change of
+            # the cell; the change log (core.figures) reads it the same way.
+            if self.arch.genotype is not None and g.choices() != self.arch.genotype.choices():
                 self.last_genotype_change = self.step
             self.arch.genotype = g
-            self.arch.size = architecture_size(g, 36, self.data.num_classes, 20)
+            # A threshold cell can keep no op a cell's output depends on (sigmoid weights start
+            # near 0.5, below 0.85): no evaluation network exists, so no size until ops pass.
+            buildable = all(g.output_states(ct) for ct in CELL_TYPES)
+            self.arch.size = (architecture_size(g, 36, self.data.num_classes, 20) if buildable
+                              else None)
             self.push_event({"kind": "genotype", "step": self.step, "message": "genotype changed",
                              "_genotype": g, "_size": self.arch.size})
         self.push_event({"kind": "alphas", "step": self.step, "_weights": arrays})

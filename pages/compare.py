@@ -479,6 +479,60 @@ def _agreement(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     return fig, mm
 
 
+# What a search did, as the tables show it: (label, help) per column of core.compare's tables.
+_WHAT_IT_DID = {
+    "pruned_ops": ("pruned ops", "Operations pruned for good by the search's end (CRB prunes an op "
+                   "whose weight reaches 0); 0 for methods that never prune."),
+    "pruned_pct": ("pruned %", "Pruned operations as a share of both cells' operations."),
+    "separation": ("separation (x uniform)", "Median over the edges of the strongest non-`none` op's "
+                   "weight over the edge's mean weight, at the end. 1 = no op stands out (the "
+                   "cell would be chosen on noise); higher = the search has made up its mind."),
+    "separated_edges": ("edges ≥ 2x", "Share of edges whose strongest op has at least twice the "
+                        "edge's mean weight."),
+    "last_genotype_change": ("cell last changed (it)", "Iteration at which the derived cell last "
+                             "changed (0: never changed after the first). Early, and the search "
+                             "settled early; near the end, and it was still moving."),
+    "arch_steps": ("arch steps", "Architecture (alpha) steps taken: every iteration or every "
+                   "`period` iterations under the fixed schedule, when FI says under the informed one."),
+}
+# Per-method table: core.compare.method_table's columns -> (label, help). Means over seeds.
+METHOD_COLUMNS = {
+    "val_acc_mean": ("supernet val acc", "Supernet accuracy on the architecture split at the last "
+                     "epoch end, mean over seeds."),
+    "val_acc_std": ("± val", "Standard deviation over seeds."),
+    "test_acc_mean": ("test acc", "Test accuracy of the final cell trained from scratch "
+                      "(evaluation), mean over seeds."),
+    "test_acc_std": ("± test", "Standard deviation over seeds."),
+    "size_mean": ("size (params)", "Parameters of the network built from the final cell, mean "
+                  "over seeds."),
+    "size_std": ("± size", "Standard deviation over seeds."),
+    **{f"{k}_mean": (label, help + " Mean over seeds.") for k, (label, help) in _WHAT_IT_DID.items()},
+    "seconds_mean": ("wall time (s)", "Search time, mean over seeds."),
+}
+# Per-run table: core.compare.runs_table's columns -> (label, help).
+RUN_COLUMNS = {
+    "val_acc": ("val acc", "Supernet accuracy on the architecture split at the last epoch end."),
+    "test_acc": ("test acc", "Test accuracy of the final cell trained from scratch (evaluation)."),
+    "size": ("size", "Parameters of the network built from the final cell."),
+    **_WHAT_IT_DID,
+    "iterations": ("iterations", "Iterations (weight steps) run."),
+    "seconds": ("seconds", "Search time."),
+}
+# Display format per column key (its _mean and _std share it); counts, the rest, show "%d".
+_FORMATS = {"val_acc": "percent", "test_acc": "percent", "separated_edges": "percent",
+            "size": "localized", "pruned_pct": "%.1f%%", "separation": "%.2f", "seconds": "%.1f"}
+
+
+def _column(label: str, key: str, help: str) -> Any:
+    """A number column: its label, its help, and its key's format (a count has no decimals, a
+    mean or std of counts over seeds one)."""
+    base = key.removesuffix("_mean").removesuffix("_std")
+    fmt = _FORMATS.get(base, "%d")
+    if key != base and fmt == "%d":
+        fmt = "%.1f"
+    return st.column_config.NumberColumn(label, help=help, format=fmt)
+
+
 def _method_table(runs: pd.DataFrame, spec: dict[str, Any] | None, colors: dict[str, str]
                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
     st.subheader("5 · Results per method")
@@ -486,24 +540,14 @@ def _method_table(runs: pd.DataFrame, spec: dict[str, Any] | None, colors: dict[
     if table.empty:
         st.caption("No runs.")
         return table, {}
-    shown = table.rename(columns={
-        "val_acc_mean": "supernet val acc", "val_acc_std": "± val",
-        "test_acc_mean": "test acc", "test_acc_std": "± test",
-        "size_mean": "size (params)", "size_std": "± size",
-        "pruned_ops_mean": "pruned ops", "arch_steps_mean": "arch steps", "seconds_mean": "wall time (s)"})
-    pct = lambda label: st.column_config.NumberColumn(label, format="percent")  # noqa: E731
+    shown = table.rename(columns={k: label for k, (label, _) in METHOD_COLUMNS.items()})
     st.dataframe(shown, hide_index=True, key="cmp_method_table", column_config={
-        "supernet val acc": pct("supernet val acc"), "± val": pct("± val"),
-        "test acc": pct("test acc"), "± test": pct("± test"),
-        "size (params)": st.column_config.NumberColumn("size (params)", format="localized"),
-        "± size": st.column_config.NumberColumn("± size", format="localized"),
-        "pruned ops": st.column_config.NumberColumn("pruned ops", format="%.1f"),
-        "arch steps": st.column_config.NumberColumn("arch steps", format="%.1f"),
-        "wall time (s)": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
-    })
+        label: _column(label, k, help) for k, (label, help) in METHOD_COLUMNS.items()})
     st.caption("Means and standard deviations over seeds. Test accuracy comes from training the "
                "final cell from scratch (evaluation); size is the parameter count of the network "
-               "built from the final cell.")
+               "built from the final cell. Pruned ops, separation, the cell's last change and the "
+               "architecture steps say what each method did to its operation weights; a column's "
+               "name shows its meaning on hover.")
     figs = {
         "val_acc": cf.method_bar(table, "val_acc_mean", "val_acc_std", title="Supernet validation accuracy",
                                  colors=colors, percent=True),
@@ -519,9 +563,7 @@ def _method_table(runs: pd.DataFrame, spec: dict[str, Any] | None, colors: dict[
     _evaluate_controls(runs, spec)
     with st.expander(f"Per-run results ({len(runs)} runs)"):
         st.dataframe(runs, hide_index=True, key="cmp_runs_table", column_config={
-            "val_acc": pct("val acc"), "test_acc": pct("test acc"),
-            "size": st.column_config.NumberColumn("size", format="localized"),
-            "seconds": st.column_config.NumberColumn("seconds", format="%.1f"),
+            **{k: _column(label, k, help) for k, (label, help) in RUN_COLUMNS.items()},
             "genotype": st.column_config.TextColumn("genotype", width="large")})
     return table, figs
 

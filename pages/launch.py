@@ -11,7 +11,8 @@ import streamlit as st
 
 import app_state
 from core.activations import list_activations
-from core.config import GROUPS, METHODS, PRESETS, ConfigError, SearchConfig, field_info, list_methods, list_presets
+from core.config import (GROUPS, ConfigError, SearchConfig, field_info, list_methods, list_presets,
+                         method_fields, preset_fields)
 from core.data import get_dataset_spec, list_datasets
 from core.regularizers import list_regularizers
 from core.schedules import list_schedules
@@ -57,11 +58,11 @@ def _set_fields(values: dict[str, Any]) -> None:
 
 
 def _apply_method() -> None:
-    _set_fields(METHODS.get(st.session_state[METHOD_KEY]))
+    _set_fields(method_fields(st.session_state[PRESET_KEY], st.session_state[METHOD_KEY]))
 
 
 def _apply_preset() -> None:
-    _set_fields(PRESETS.get(st.session_state[PRESET_KEY]))
+    _set_fields(preset_fields(st.session_state[PRESET_KEY], st.session_state[METHOD_KEY]))
 
 
 def _reset_form() -> None:
@@ -90,8 +91,8 @@ def _labels(values: dict[str, Any]) -> dict[str, str]:
     """method/preset labels: the chosen presets, or 'custom' once a field they set is changed."""
     method, preset = st.session_state[METHOD_KEY], st.session_state[PRESET_KEY]
     same = lambda d: all(values.get(k) == _typed(k, v) for k, v in d.items())  # noqa: E731
-    return {"method": method if same(METHODS.get(method)) else "custom",
-            "preset": preset if same(PRESETS.get(preset)) else "custom"}
+    return {"method": method if same(method_fields(preset, method)) else "custom",
+            "preset": preset if same(preset_fields(preset, method)) else "custom"}
 
 
 def _float_step(default: float) -> float:

@@ -1,7 +1,8 @@
 """Monitor: one run, watched live. Status, progress and controls, then the panels of
 ALGORITHMS.md "What to plot, live", refreshed about once a second (once an iteration when
 iterations are further apart, core.live.refresh_seconds) by a fragment that reads only the rows
-written since its last refresh (core.live.RunView, kept per run in session state)."""
+written since its last refresh (core.live.RunView, kept per run in session state). Under each
+panel one line says what to watch for in this run, worded from its config and data (core.hints)."""
 from __future__ import annotations
 
 import time
@@ -12,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from core import figures, line_charts
+from core import figures, hints, line_charts
 from core.genotype import CELL_TITLES, CELL_TYPES
 from core.live import MAX_REFRESH_S, REFRESH_S, refresh_seconds
 from core.store import ACTIVE_STATUSES
@@ -242,6 +243,14 @@ class Frame:
     genotypes: int = 0           # genotypes derived so far (the history slider's range)
     changes: pd.DataFrame | None = None  # the change log, when shown
     events: pd.DataFrame | None = None   # the events table, when shown
+    hints: dict[str, str] = field(default_factory=dict)  # panel -> what to watch for (core.hints)
+
+
+def _hint(frame: Frame, panel: str) -> None:
+    """The panel's line of what to watch for in this run (core.hints), under the panel."""
+    text = frame.hints.get(panel)
+    if text:
+        st.caption(f":material/lightbulb: {text}")
 
 
 def _weights_panel(frame: Frame, opts: ViewOptions) -> None:
@@ -252,6 +261,7 @@ def _weights_panel(frame: Frame, opts: ViewOptions) -> None:
         _plot(frame.weights, f"w_heat_{opts.cell}")
     else:
         _line(frame.weights, f"w_grid_{opts.cell}", stretch=False)
+    _hint(frame, "weights")
 
 
 def _history_key(run_id: int) -> str:
@@ -296,9 +306,11 @@ def _cell_panel(frame: Frame, run_id: int, opts: ViewOptions) -> None:
     for dot, col in zip(frame.cells, st.columns(2)):
         with col:  # the drawing's title names the cell and the iteration
             st.graphviz_chart(dot, width="stretch")
+    _hint(frame, "cell")
     c1, c2 = st.columns(2)
     with c1:
         _line(frame.size, "size")
+        _hint(frame, "size")
     if opts.changes:
         with c2:
             st.markdown("**Change log** (newest first)")
@@ -357,6 +369,8 @@ def _build(view, run_id: int, opts: ViewOptions) -> Frame:
             frame.changes = figures.genotype_changes(view)
     if opts.events:
         frame.events = _events_shown(view)
+    # Worded from what the view holds: built again only when it took in new rows.
+    frame.hints = _memo(f"hints_{run_id}", gen, lambda: hints.panel_hints(view))
     line = [] if opts.heatmap else [frame.weights]
     for chart in [*line, frame.schedule, frame.size, *frame.regularizers, *frame.losses]:
         if chart is not None:
@@ -405,16 +419,19 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
     with left:
         st.subheader("2 · Schedule")
         _line(frame.schedule, "schedule")
+        _hint(frame, "schedule")
     with right:
         st.subheader("3 · Regularizers")
         for n, chart in enumerate(frame.regularizers or [None]):
             _line(chart, f"regularizer_{n}")
+        _hint(frame, "regularizer")
     with st.container():
         _cell_panel(frame, run_id, opts)
     st.subheader("5 · Losses and accuracies")
     for col, chart, key in zip(st.columns(2), frame.losses or [None, None], ("loss", "accuracy")):
         with col:
             _line(chart, key)
+    _hint(frame, "losses")
     if opts.events:
         _events_table(frame)
     if started_live:

@@ -180,6 +180,18 @@ def test_launch_presets_prefill_the_form(app_db):
     assert "method **custom**" in _texts(at)
 
 
+def test_launch_demo_preset_applies_its_per_method_departures(app_db):
+    at = _open("pages/launch.py")
+    at.selectbox(key="launch_preset").set_value("demo").run()
+    for method in ("prime-crb", "darts", "fairdarts"):
+        at.selectbox(key="launch_method").set_value(method).run()
+        want = make_config("demo", method)
+        assert at.number_input(key="cfg_period").value == want.period
+        assert at.number_input(key="cfg_alpha_lr").value == pytest.approx(want.alpha_lr)
+        assert at.number_input(key="cfg_epochs").value == want.epochs
+        assert f"method **{method}**, preset **demo**" in _texts(at)
+
+
 @pytest.mark.parametrize("key, value, field", [
     ("cfg_w_lr", -0.1, "w_lr"),
     ("cfg_layers", 2, "layers"),
@@ -348,6 +360,35 @@ def test_monitor_change_log_and_events_are_drawn_once_opened(finished_db):
     assert changes["step"].max() <= g["step"].iloc[-1]
     assert events["kind"].tolist() == store.events(run_id)["kind"].iloc[::-1].tolist()
     assert {"Change log (newest first)", "Events (newest first)"} <= {m.value.replace("*", "") for m in at.markdown}
+
+
+def test_monitor_shows_what_to_watch_for_under_each_panel(finished_db):
+    """One caption per panel, worded by core.hints from this run's config and rows: the tiny
+    DARTS-PRIME run is softmax, informed and proximity, and each line states its numbers."""
+    from core import hints
+    from core.live import RunView
+
+    path, run_id = finished_db
+    store = _store(path)
+    run = store.get_run(run_id)
+    at = _open("pages/monitor.py")
+    shown = [c.value.removeprefix(":material/lightbulb: ") for c in at.caption
+             if c.value.startswith(":material/lightbulb:")]
+    view = RunView(store, run_id)
+    view.refresh()
+    expected = hints.panel_hints(view)
+    assert shown == [expected[p] for p in hints.PANELS]  # every panel, in page order
+    steps = store.steps(run_id)
+    k, n = int(steps["arch_step"].sum()), len(steps)
+    assert shown[0].startswith("Softmax: the ops of an edge compete for a share that sums to 1")
+    assert f"holds {run.summary['separation']:.2f}x the uniform share" in shown[0]
+    assert shown[1].startswith("Informed:") and \
+        f"{k} architecture step{'' if k == 1 else 's'} in {n} iterations" in shown[1]
+    assert shown[2].startswith("Proximity pulls the weights") and "t·rho/2" in shown[2]
+    last = run.summary["last_genotype_change"]
+    assert (f"last at iteration {last} (of {n})" if last else "has not changed") in shown[3]
+    assert f"{run.size:,} parameters now" in shown[4]
+    assert shown[5].startswith("Epoch 2 ended at validation accuracy")
 
 
 def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template, monkeypatch):

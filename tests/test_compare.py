@@ -8,6 +8,7 @@ import json
 import threading
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
@@ -15,6 +16,7 @@ from core import compare
 from core import compare_figures as cf
 from core.config import ConfigError
 from core.figures import agreement
+from core.measures import separated_share, separation
 from core.genotype import DARTS_V1, DARTS_V2
 from core.runner import RunManager
 from core.store import RunStore
@@ -387,3 +389,121 @@ def test_new_study_starts_methods_times_seeds_runs_in_a_group(app_db):
     assert "Started study **form study**" in _texts(at)
     assert "Live ·" in _texts(at)
     assert at.text_input(key="study_name").value != "form study"  # a fresh name for the next one
+
+
+# ---- what each method did: pruning, separation, the last cell change, architecture steps ------
+FIGURE_COLUMNS = ["pruned_ops", "pruned_pct", "separation", "separated_edges", "last_genotype_change",
+                  "arch_steps"]
+
+
+def _crb_runs(store: RunStore):
+    """Two seeds of a CRB method in group 'synthetic': seed 0 stored before summaries held the
+    figures (rows only: steps, alphas, pruned events, genotypes), seed 1 with a full summary and
+    no rows, and a third run, live, whose summary still holds a previous session's end."""
+    from core.config import make_config
+    from core.live import primitives_for
+
+    cfg = make_config("tiny", "prime-crb")
+    prims = primitives_for(cfg.to_dict())
+    old = store.create_run(cfg.replace(seed=0), name="crb-s0", group="synthetic", status="finished")
+    store.add_steps(old, [{"step": i, "arch_step": int(i % 2 == 0)} for i in range(8)])  # 4 arch steps
+    rng = np.random.default_rng(0)
+    weights = {ct: rng.uniform(0.05, 1.0, (14, len(prims))).astype(np.float32) for ct in ("normal", "reduce")}
+    weights["normal"][0] = [0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]  # one clearly separated edge
+    store.add_alphas(old, 0, {ct: np.full((14, len(prims)), 1 / len(prims), np.float32)
+                              for ct in ("normal", "reduce")})
+    store.add_alphas(old, 6, weights)
+    pruned = [("normal", e, prims[e % len(prims)]) for e in range(5)] + [("reduce", 3, prims[0]),
+                                                                          ("reduce", 4, prims[1]),
+                                                                          ("reduce", 5, prims[2])]
+    store.add_events(old, [{"kind": "pruned", "step": 2 * k, "message": f"{ct} edge {e}: {op} pruned",
+                            "data": {"cell_type": ct, "edge": e, "op": op}}
+                           for k, (ct, e, op) in enumerate(pruned)])
+    # genotype rows: a change at 4, then the same cell again at 6 (as a resumed run writes it)
+    store.add_genotype(old, 0, DARTS_V1.to_json(), 1000)
+    store.add_genotype(old, 4, DARTS_V2.to_json(), 1100)
+    store.add_genotype(old, 6, DARTS_V2.to_json(), 1100)
+    full = {"pruned_ops": 20, "total_ops": 196, "pruned_pct": 10.2, "separation": 2.5,
+            "separated_edges": 0.5, "last_genotype_change": 7, "arch_steps": 6, "iterations": 8}
+    new = store.create_run(cfg.replace(seed=1), name="crb-s1", group="synthetic", status="finished")
+    store.update_run(new, summary=full, iterations=8)
+    live = store.create_run(cfg.replace(seed=2), name="live-s0", group="synthetic", status="running")
+    store.add_steps(live, [{"step": i, "arch_step": 1} for i in range(3)])
+    store.update_run(live, summary={**full, "pruned_ops": 99})
+    expected_old = {"pruned_ops": len(pruned), "pruned_pct": round(100 * len(pruned) / 196, 2),
+                    "separation": round(separation(weights, prims), 4),
+                    "separated_edges": round(separated_share(weights, prims), 4),
+                    "last_genotype_change": 4, "arch_steps": 4, "iterations": 8}
+    return (old, expected_old), (new, full), live
+
+
+def test_tables_show_what_each_run_did_from_its_summary_or_its_rows(tmp_path):
+    store = RunStore(tmp_path / "figures.sqlite")
+    (old, expected_old), (new, full), live = _crb_runs(store)
+    runs = compare.runs_table(store, [old, new, live]).set_index("id")
+    for col in FIGURE_COLUMNS + ["iterations"]:
+        assert runs.loc[old, col] == pytest.approx(expected_old[col]), col  # from its rows
+        assert runs.loc[new, col] == pytest.approx(full[col]), col          # from its summary
+    assert expected_old["separated_edges"] > 0 and expected_old["pruned_ops"] == 8
+    # the live run: from its rows, not from the summary of a previous session
+    assert runs.loc[live, "pruned_ops"] == 0 and runs.loc[live, "arch_steps"] == 3
+    assert pd.isna(runs.loc[live, "separation"]) and pd.isna(runs.loc[live, "last_genotype_change"])
+
+    table = compare.method_table(runs.reset_index()).set_index("method")
+    assert list(table.index) == ["crb", "live"]
+    for col in FIGURE_COLUMNS:
+        assert table.loc["crb", f"{col}_mean"] == pytest.approx((expected_old[col] + full[col]) / 2), col
+    assert table.loc["live", "separation_mean"] is None or pd.isna(table.loc["live", "separation_mean"])
+    # the study JSON: the same figures, null where a run has none
+    summary = compare.study_summary(store, [old, new, live])
+    json.dumps(summary, allow_nan=False)
+    by_id = {r["id"]: r for r in summary["runs"]}
+    assert by_id[live]["separation"] is None and by_id[old]["pruned_ops"] == 8
+    crb = next(m for m in summary["methods"] if m["method"] == "crb")
+    assert crb["pruned_pct_mean"] == pytest.approx((expected_old["pruned_pct"] + 10.2) / 2)
+
+
+def test_study_summary_and_printout_carry_what_each_method_did(study_template):
+    from core.__main__ import _study_method_lines
+
+    path, summary, ids = study_template
+    store = RunStore(path)
+    runs = compare.runs_table(store, ids)
+    for r in summary["runs"]:  # the study's JSON, as `python -m core study --json` prints it
+        s = store.get_run(r["id"]).summary
+        for col in FIGURE_COLUMNS:
+            assert r[col] == s[col], col
+        assert r["arch_steps"] == int(store.steps(r["id"])["arch_step"].sum())
+    for m in summary["methods"]:
+        g = runs[runs["method"] == m["method"]]
+        for col in FIGURE_COLUMNS:
+            assert m[f"{col}_mean"] == pytest.approx(g[col].astype(float).mean()), col
+        text = _study_method_lines(m)
+        assert f"pruned {m['pruned_ops_mean']:.1f} ops ({m['pruned_pct_mean']:.1f}%)" in text
+        assert f"separation {m['separation_mean']:.2f}x" in text
+        assert f"last changed at iteration {m['last_genotype_change_mean']:.0f}" in text
+        assert f"arch steps {m['arch_steps_mean']:.1f}" in text
+
+
+def test_compare_page_tables_show_what_each_method_did(study_db):
+    path, ids = study_db
+    store = RunStore(str(path))
+    runs = compare.runs_table(store, ids)
+    expected = compare.method_table(runs).set_index("method")
+    at = _open({"study": STUDY})
+    labels = {"pruned_ops_mean": "pruned ops", "pruned_pct_mean": "pruned %",
+              "separation_mean": "separation (x uniform)", "separated_edges_mean": "edges ≥ 2x",
+              "last_genotype_change_mean": "cell last changed (it)", "arch_steps_mean": "arch steps"}
+    table = _frame(at, "supernet val acc").set_index("method")
+    for col, label in labels.items():
+        assert table[label].tolist() == pytest.approx(expected.loc[table.index, col].tolist()), label
+    # each column explains itself on hover
+    method_el = next(d for d in at.dataframe if "supernet val acc" in d.value.columns)
+    config = json.loads(method_el.proto.columns)
+    assert "Median over the edges" in config["separation (x uniform)"]["help"]
+    assert "last changed" in config["cell last changed (it)"]["help"]
+    # the per-run table: the same figures per run
+    per_run = _frame(at, "genotype").set_index("id")
+    for col in FIGURE_COLUMNS:
+        assert per_run.loc[ids, col].astype(float).tolist() == pytest.approx(
+            runs.set_index("id").loc[ids, col].astype(float).tolist()), col

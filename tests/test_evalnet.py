@@ -30,7 +30,7 @@ def test_architecture_size_is_cached_and_exact() -> None:
     evalnet._SIZE_CACHE.clear()
     n = architecture_size(DARTS_V1, C=8, num_classes=5, layers=3)
     assert n == count_parameters(tiny(DARTS_V1, auxiliary=False))
-    assert (str(DARTS_V1), 8, 5, 3) in evalnet._SIZE_CACHE
+    assert (str(DARTS_V1), 8, 5, 3, 3) in evalnet._SIZE_CACHE
     assert architecture_size(DARTS_V1, C=8, num_classes=5, layers=3) == n
     assert architecture_size(DARTS_V1, C=8, num_classes=5, layers=6) != n
 

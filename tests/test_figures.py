@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # first FI) first steps at iteration 2.
 METHODS = {
     "darts": {"iters_per_epoch": 2},
-    "fairdarts": {"iters_per_epoch": 2},
+    "fairdarts": {"iters_per_epoch": 2, "alpha_lr": 1.0},  # sigmoid weights must pass 0.85
     "prime-crb": {"alpha_lr": 0.2, "iters_per_epoch": 3},
     "prime-admm": {"admm_every": 1, "iters_per_epoch": 3},
 }

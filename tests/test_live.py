@@ -105,6 +105,9 @@ def test_primitives_for_configs():
     assert primitives_for({"activation": "crb"}) == [p for p in DARTS_PRIMITIVES if p != "none"]
     assert primitives_for({}) == list(DARTS_PRIMITIVES)
     assert primitives_for({"activation": "no-such-activation"}) == list(DARTS_PRIMITIVES)
+    no_none = [p for p in DARTS_PRIMITIVES if p != "none"]
+    assert primitives_for({"activation": "sigmoid", "include_none": False}) == no_none
+    assert primitives_for({"activation": "crb", "include_none": True}) == no_none
 
 
 # ---- incremental refresh ----------------------------------------------------------------------
