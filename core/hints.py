@@ -199,7 +199,8 @@ def _genotype_changes(view: RunView) -> list[int]:
         g = view.genotype(i)
         if g is None:
             continue
-        if prev is not None and g != prev:
+        # A reordering of a node's kept edges is not a change (as the search counts it).
+        if prev is not None and g.choices() != prev.choices():
             changes.append(int(steps[i]))
         prev = g
     return changes

@@ -507,7 +507,8 @@ def size_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | None:
          "encoding": {"x": xax, "y": y_enc, "tooltip": _value_tooltip("parameters", ",.0f")}}],
         height=HEIGHT - 20, subtitle="a point where the genotype changed")
     return LineChart(spec, {"size": _points(xl, yl), "changes": _points(xm, ym)},
-                     f"{_count(len(x) - 1, 'genotype change')}; now {int(y[-1]):,} parameters")
+                     f"{_count(len(x) - 1, 'new genotype')} recorded (a reordering of a node's edges "
+                     f"counts here); now {int(y[-1]):,} parameters")
 
 
 # ---- losses and accuracies ----------------------------------------------------------------------

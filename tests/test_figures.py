@@ -95,8 +95,8 @@ def views(tmp_path_factory) -> dict[str, RunView]:
 
 
 def _render_bench():
-    """scripts/render_bench.py, for its synthetic long runs."""
-    spec = importlib.util.spec_from_file_location("render_bench", ROOT / "scripts" / "render_bench.py")
+    """scripts/perf/render_bench.py, for its synthetic long runs."""
+    spec = importlib.util.spec_from_file_location("render_bench", ROOT / "scripts" / "perf" / "render_bench.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench

@@ -1,4 +1,6 @@
-"""The measurement scripts' own logic: app_vs_cli's arithmetic and process tree, monitor_cost's replay and scheduler counters."""
+"""The measurement scripts' own logic: app_vs_cli's arithmetic and process tree, monitor_cost's
+replay and scheduler counters (marked `perf`: the default run skips them; `python -m pytest -m
+perf` runs them), and demo_targets' verdicts."""
 from __future__ import annotations
 
 import contextlib
@@ -9,10 +11,11 @@ import pytest
 
 from core.config import make_config
 from core.store import RunStore
-from scripts.app_vs_cli import cli_sequences, descendants, pooled, watch_cost
-from scripts.monitor_cost import Replay
+from scripts.perf.app_vs_cli import cli_sequences, descendants, pooled, watch_cost
+from scripts.perf.monitor_cost import Replay
 
 
+@pytest.mark.perf
 def test_watch_cost_compares_like_iterations_in_watched_and_unwatched_windows(tmp_path):
     """Iterations take 1.0 s (architecture steps 2.0 s, the one after an epoch end 3.0 s) with
     the browser stopped and 25% longer watched; windows of 10 s alternate. The ratio must be
@@ -42,6 +45,7 @@ def test_watch_cost_compares_like_iterations_in_watched_and_unwatched_windows(tm
     assert out["s_per_iter_watched"] > out["s_per_iter_not_watched"]
 
 
+@pytest.mark.perf
 def test_pooling_saved_batches_pairs_each_app_run_with_the_cli_runs_around_it():
     """Two saved batches, as the script prints them: a bracketed one (its recap lines, a medians
     line) and one without a closing run, with a stray text line. Each app run is compared with
@@ -77,6 +81,7 @@ def test_pooling_saved_batches_pairs_each_app_run_with_the_cli_runs_around_it():
     assert cli["n"] == 3 and cli["min"] == 0.875 and cli["max"] == 1.1
 
 
+@pytest.mark.perf
 def test_pool_on_the_command_line_reads_saved_batches_and_names_a_missing_file(tmp_path):
     """``--pool`` prints the pooled line for the files given, and a missing file or one
     without pairs is named in the error, not a traceback."""
@@ -105,6 +110,7 @@ def test_pool_on_the_command_line_reads_saved_batches_and_names_a_missing_file(t
     assert none.returncode == 2 and "--pool: no pairs" in none.stderr
 
 
+@pytest.mark.perf
 def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_template, tmp_path):
     """The Monitor reads a replayed run as a live one: running, written by a live process,
     each table growing one iteration at a time with the source's rows; past the source's end
@@ -150,6 +156,7 @@ def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_templa
     assert view.events["kind"].tolist() == src_view.events["kind"].tolist()  # events once only
 
 
+@pytest.mark.perf
 def test_descendants_are_the_processes_this_one_started():
     """The scripts sample the CPU of what they started only, not of other browsers or servers."""
     import os
@@ -182,6 +189,7 @@ def _parent(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+@pytest.mark.perf
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="Linux scheduler counters")
 def test_sched_times_counts_the_busy_threads_of_a_process():
     """--beside-search reads the search's time on a core and its wait over all its threads: read
@@ -190,7 +198,7 @@ def test_sched_times_counts_the_busy_threads_of_a_process():
     import subprocess
     import sys
 
-    from scripts.monitor_cost import sched_times
+    from scripts.perf.monitor_cost import sched_times
 
     code = ("import sys, threading, time\n"
             "def spin():\n"
@@ -211,3 +219,23 @@ def test_sched_times_counts_the_busy_threads_of_a_process():
     finally:
         child.kill()
         child.wait()
+
+
+def test_demo_targets_medians_and_verdicts():
+    from scripts.demo_targets import check_targets
+
+    def run(method, seed, **kw):
+        return {"method": method, "seed": seed, "iterations": 200, **kw}
+
+    runs = [run("prime-crb", s, seconds=t, arch_steps=a, pruned_pct=p, separated_edges=1.0,
+                separation=7.0, last_genotype_change=c)
+            for s, (t, a, p, c) in enumerate([(120, 60, 80, 50), (190, 20, 10, 199), (130, 61, 70, 60)])]
+    runs += [run("darts", s, seconds=150, arch_steps=120, pruned_pct=0, separated_edges=e,
+                 separation=2.0, last_genotype_change=199) for s, e in enumerate([0.4, 0.6, 0.45])]
+    crb, darts = check_targets(runs)
+    assert crb["seconds"] == 130 and crb["arch_steps"] == 60 and crb["pruned_pct"] == 70
+    assert crb["settled_at"] == 0.3
+    assert (crb["time_ok"], crb["arch_steps_ok"], crb["pruned_ok"], crb["settled_ok"]) == (True,) * 4
+    assert crb["separated_ok"] is None  # a CRB target it is not
+    assert darts["separated_edges"] == 0.45 and darts["separated_ok"] is False
+    assert darts["pruned_ok"] is None and darts["settled_ok"] is None and darts["arch_steps_ok"] is None

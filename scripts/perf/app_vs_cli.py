@@ -1,7 +1,7 @@
 """Iterations/s of the demo search run from the CLI versus the same search launched from the
 browser and watched live on the Monitor page (issue 3: the app must keep >= 90%).
 
-    python scripts/app_vs_cli.py [--preset demo] [--method darts-prime] [--settle 3] [--pairs 3]
+    python scripts/perf/app_vs_cli.py [--preset demo] [--method darts-prime] [--settle 3] [--pairs 3]
 
 With --concurrent both searches run at once, under the same load. Both rates come from the
 run's own stored step times (iterations after the first, divided by the time they took), so
@@ -39,7 +39,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.store import RunStore  # noqa: E402

@@ -1,7 +1,7 @@
 """What watching the Monitor costs the browser and the app server, measured on a replayed run
 (and, with --beside-search, what it costs a search on the same cores).
 
-    python scripts/monitor_cost.py [--db STORE --run ID] [--pace 1.2] [--samples 2] [--seconds 20]
+    python scripts/perf/monitor_cost.py [--db STORE --run ID] [--pace 1.2] [--samples 2] [--seconds 20]
                                    [--beside-search]
 
 A finished run is replayed into a fresh store, one iteration's rows (steps, alphas, genotypes,
@@ -43,11 +43,11 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.store import RunStore  # noqa: E402
-from scripts.app_vs_cli import cpu_seconds, descendants  # noqa: E402
+from scripts.perf.app_vs_cli import cpu_seconds, descendants  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
 ROW_TABLES = ("steps", "alphas", "genotypes", "events")

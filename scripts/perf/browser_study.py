@@ -1,6 +1,6 @@
 """Launches a study from the Compare page in headless Chromium and waits for it to finish.
 
-    python scripts/browser_study.py --methods darts,darts-prime,prime-crb,prime-admm --seeds 3 \
+    python scripts/perf/browser_study.py --methods darts,darts-prime,prime-crb,prime-admm --seeds 3 \
         --preset demo --name demo-4x3 --evaluate [--db runs/explorer.sqlite]
 
 Prints the study summary (the same numbers the page shows) and the wall time; screenshots
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.compare import study_summary  # noqa: E402

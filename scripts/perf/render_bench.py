@@ -9,7 +9,7 @@ whenever the derived cell changes, epoch ends every 400 iterations), then times
 seconds are both printed (a busy machine inflates the first). Serialising the figures to JSON
 and the line charts' datasets to Arrow (what the page sends) is timed apart.
 
-    python scripts/render_bench.py [--iterations 20000] [--method prime-admm] [--repeat 3]
+    python scripts/perf/render_bench.py [--iterations 20000] [--method prime-admm] [--repeat 3]
 """
 from __future__ import annotations
 
