@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 # OpenMP spin-waits make torch much slower next to a server and a browser on few cores
-# (TESTING.md); must be set before torch is imported.
+# (docs/testing.md "Torch threads"); must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pathlib import Path  # noqa: E402

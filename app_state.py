@@ -1,8 +1,10 @@
 """What the pages share: session-state key names, URL query names, and the cached store and
 run manager (one per process and database file).
 
-The run manager is a process-wide ``st.cache_resource`` singleton; an ``atexit`` hook stops its
-search processes, so that stopping the server leaves every run stored as stopped.
+The run manager is a process-wide ``st.cache_resource`` singleton; every job that computes
+(searches, evaluations, the Launch page's estimate) runs in one of its worker processes, never in
+the server. An ``atexit`` hook stops them, so that stopping the server leaves every run and
+evaluation stored as stopped.
 Tests call ``shutdown_all()`` and ``st.cache_resource.clear()`` between cases.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ RUN_ID = "monitor_run_id"          # the run the monitor shows (mirrors the URL 
 VIEWS = "run_views"                # {(db path, run id): core.live.RunView}, one per run watched
 LAUNCH_VALUES = "launch_values"    # the Launch form's values, kept across page switches
 LAUNCH_ESTIMATE = "launch_estimate"  # {"config": json, "seconds": float, ...} of the last calibration
+LAUNCH_ESTIMATE_JOB = "launch_estimate_job"  # {"path": store, "job": n}: a calibration still going
 FLASH = "flash_message"            # one-shot message shown at the top of the next page
 APP_RAN = "app_ran"                # set by app.py: this session's runs go through st.navigation
 

@@ -1,4 +1,4 @@
-"""Command line: python -m core {search, list, export, bench}.
+"""Command line: python -m core {search, list, export, evaluate, study, bench}.
 
 Bad input exits with status 2 and one line naming the field and the allowed values.
 """

@@ -1,6 +1,7 @@
 """``python -m core bench``: iterations/s, images/s and peak memory of search iterations.
 
-Times ``Search.iteration`` after a warm-up, without a store. ``compare_plain`` times the plain
+Times ``Search.iteration`` after a warm-up, without a store. ``estimate`` is the Launch page's
+run-time figure (the app runs it in a worker process through ``RunManager.estimate``). ``compare_plain`` times the plain
 reference path (``fast=False``) in the same process, right after, and reports the ratio.
 """
 from __future__ import annotations
@@ -42,6 +43,20 @@ def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, 
     if s.device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+def estimate(config: SearchConfig, iters: int = 3, warmup: int = 1) -> dict[str, Any]:
+    """The Launch page's run-time estimate: ``iters`` timed iterations (after ``warmup``) times
+    the config's iterations. Run in a worker process (``core.worker --bench``), never in the app
+    server: it trains, and a server thread doing so would slow every page of every tab."""
+    from core.device import configure_threads
+
+    configure_threads(config.threads)
+    timing = time_iterations(config, iters=iters, warmup=warmup)
+    total = timing["total_iterations"]
+    sec = timing["ms_per_iter"] / 1000.0
+    return {"config": config.to_json(), "sec_per_iter": sec, "iterations": total,
+            "seconds": sec * total, "device": timing["device"]}
 
 
 def bench(config: SearchConfig, iters: int = 20, warmup: int = 3, compare_plain: bool = False,

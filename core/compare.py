@@ -40,10 +40,10 @@ def final_genotypes(store: RunStore, run_ids: Sequence[int]) -> dict[int, Genoty
 # search did (pruned ops .. iterations) come from core.export.run_figures.
 RUN_COLUMNS = ["id", "name", "method", "seed", "status", "val_acc", "test_acc", "size", "pruned_ops",
                "pruned_pct", "separation", "separated_edges", "last_genotype_change", "arch_steps",
-               "iterations", "seconds", "genotype"]
+               "iterations", "seconds", "cpu_seconds", "genotype"]
 # Columns averaged over seeds in the per-method table (as '<column>_mean').
 MEAN_COLUMNS = ("pruned_ops", "pruned_pct", "separation", "separated_edges", "last_genotype_change",
-                "arch_steps", "seconds")
+                "arch_steps", "seconds", "cpu_seconds")
 
 
 def runs_table(store: RunStore, run_ids: Sequence[int]) -> pd.DataFrame:
@@ -56,7 +56,8 @@ def runs_table(store: RunStore, run_ids: Sequence[int]) -> pd.DataFrame:
         rows.append({"id": r.id, "name": r.name, "method": method_label(r), "seed": r.config.get("seed"),
                      "status": r.status, "val_acc": s.get("val_acc"), "test_acc": s.get("test_acc"),
                      "size": r.size, **{k: figures[k] for k in RUN_COLUMNS if k in figures},
-                     "seconds": r.duration, "genotype": r.genotype})
+                     "seconds": r.duration, "cpu_seconds": s.get("cpu_seconds"),
+                     "genotype": r.genotype})
     return pd.DataFrame(rows, columns=RUN_COLUMNS).sort_values("id") if rows else \
         pd.DataFrame(columns=RUN_COLUMNS)
 

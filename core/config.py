@@ -3,7 +3,7 @@
 A config is frozen and validated on construction; a bad value raises ``ConfigError`` naming the
 field and what is allowed, which the app and the CLI show as is. Presets come in two families
 that compose: a data/budget preset (``demo``, ``paper``, ``tiny``) and a method preset
-(``darts``, ``fairdarts``, ``darts-prime``, ``prime-crb``, ``prime-admm``; ALGORITHMS.md).
+(``darts``, ``fairdarts``, ``darts-prime``, ``prime-crb``, ``prime-admm``; docs/algorithms.md).
 """
 from __future__ import annotations
 
@@ -73,8 +73,9 @@ class SearchConfig:
     alpha_beta2: float = _f(0.999, "a_opt", "Adam beta2.", min=0, max=0.9999)
     alpha_weight_decay: float = _f(1e-3, "a_opt", "Adam weight decay of the alphas.", min=0, max=0.1)
     # ---- activation
-    activation: str = _f("softmax", "activation", "softmax (DARTS), sigmoid (FairDARTS) or crb "
-                         "(clamped, node-wise BN, permanent pruning).")
+    activation: str = _f("softmax", "activation", "softmax (DARTS), sigmoid (FairDARTS), crb "
+                         "(clamped, node-wise BN, permanent pruning) or gumbel (Gumbel-softmax "
+                         "samples, GDAS/SNAS).")
     include_none: bool = _f(True, "activation", "Keep the `none` op in the op list (DARTS); "
                             "FairDARTS drops it, and crb always does.")
     discretization: Literal["darts", "threshold"] = _f(
@@ -83,6 +84,9 @@ class SearchConfig:
         "op_threshold, so a node may keep 0, 1 or 2 inputs.")
     op_threshold: float = _f(0.85, "activation", "Threshold discretization: the weight an op "
                              "needs to be kept (FairDARTS: 0.85).", gt=0, max=1.0)
+    gumbel_tau: float = _f(1.0, "activation", "Gumbel: temperature tau of the Gumbel-softmax "
+                           "samples softmax((alpha + g)/tau) the forward pass uses (GDAS, SNAS); "
+                           "lower is closer to one-hot.", gt=0, max=100.0)
     # ---- schedule
     schedule: str = _f("informed", "schedule", "fixed: an architecture step every `period` "
                        "iterations; informed: DARTS-PRIME's FI-driven schedule.")
@@ -110,7 +114,7 @@ class SearchConfig:
                               min=0, max=1000000)
     seed: int = _f(0, "budget", "Random seed (data split, init, batches).", min=0, max=2**31 - 1)
     device: str = _f("auto", "budget", "auto picks cuda, then mps, then cpu.")
-    threads: int = _f(0, "budget", "Torch CPU threads; 0 = automatic (see README).", min=0, max=256)
+    threads: int = _f(0, "budget", "Torch CPU threads; 0 = automatic (docs/performance.md).", min=0, max=256)
     fast: bool = _f(True, "budget", "Use the fast supernet path (same numbers as the plain one).")
     log_every: int = _f(10, "budget", "Iterations per batch of rows written to the store.", min=1,
                         max=10000)
@@ -238,7 +242,7 @@ PRESETS: Registry[dict[str, Any]] = Registry("preset")
 METHODS: Registry[dict[str, Any]] = Registry("method")
 
 PRESETS.register("paper")({
-    # DARTS-PRIME search settings on CIFAR-10 (ALGORITHMS.md "Optimisation defaults").
+    # DARTS-PRIME search settings on CIFAR-10 (docs/algorithms.md "Optimisation defaults").
     "dataset": "cifar10", "image_size": 32, "augment": True, "C": 16, "layers": 8, "nodes": 4,
     "batch_size": 64, "epochs": 50, "iters_per_epoch": 0, "alpha_lr": 3e-4,
     "seed_threshold": False, "log_every": 20,
@@ -274,9 +278,12 @@ DEMO_DEPARTURES: tuple[Departure, ...] = (
     Departure("log_every", 5, "rows reach the Monitor every few seconds"),
     Departure("seed_threshold", True, "the informed schedule steps from the start instead of "
               "waiting ~100 iterations for its threshold to pass FI", INFORMED),
-    Departure("epochs", 10, "200 iterations: about 130 s at one thread", INFORMED),
-    Departure("period", 3, "an architecture step every ~4 iterations gives 50-70 steps in "
-              "200 iterations instead of ~18", INFORMED),
+    Departure("epochs", 10, "200 iterations: about 130 s at one thread, since CRB's pruned "
+              "ops cost nothing", ("prime-crb", "prime-admm")),
+    Departure("epochs", 8, "160 iterations: softmax prunes nothing, so its iterations stay "
+              "dearest (about 130 s at one thread)", ("darts-prime",)),
+    Departure("period", 3, "an architecture step every ~4 iterations gives 40-70 steps in "
+              "160-200 iterations instead of ~15", INFORMED),
     Departure("alpha_lr", 0.03, "100x the paper's: tens of steps must do what thousands do "
               "on CIFAR", INFORMED),
     Departure("rho", 1.0, "10x the paper's, so that the pull toward the discrete cell (t*rho/2) "
@@ -287,8 +294,8 @@ DEMO_DEPARTURES: tuple[Departure, ...] = (
               "iteration: 120 iterations fit the same budget", FIXED),
     Departure("alpha_lr", 0.3, "1000x DARTS's: without a regularizer, 120 noisy steps must "
               "separate the softmax weights (0.1 left most edges under 2x uniform)", ("darts",)),
-    Departure("alpha_lr", 0.03, "10x FairDARTS's: 120 steps must push the sigmoid weights to "
-              "0 or 1", ("fairdarts",)),
+    Departure("alpha_lr", 0.1, "30x FairDARTS's: 120 steps must push sigmoid weights past the "
+              "0.85 threshold (0.03 left every node of every seed empty)", ("fairdarts",)),
 )
 
 
@@ -299,7 +306,7 @@ def demo_departures(method: str) -> dict[str, Any]:
 
 def departure_table() -> list[dict[str, Any]]:
     """Rows of the demo's departures from the paper: field, methods, paper value(s), demo
-    value, why; for the README and the Launch page."""
+    value, why; for the README."""
     rows = []
     for d in DEMO_DEPARTURES:
         methods = list(d.methods) or METHODS.names()

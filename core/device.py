@@ -9,7 +9,7 @@ import torch
 _threads_lock = threading.Lock()
 _threads_set: int | None = None
 
-# Chosen by `python -m core bench` on the 2-core CI machines (README, "Speed"): one intra-op
+# Chosen by `python -m core bench` on the 2-core CI machines (docs/performance.md): one intra-op
 # thread per search keeps a second core for the app server, the browser or a second run, and
 # small depthwise convolutions scale poorly past one thread anyway.
 DEFAULT_THREADS = 1

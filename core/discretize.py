@@ -2,7 +2,7 @@
 
 Two rules share one dispatch (``RULES``), both written on the incoming edges of one node:
 
-* ``darts`` (the default for every method; ALGORITHMS.md "Discretization"): rank the node's
+* ``darts`` (the default for every method; docs/algorithms.md "Discretization"): rank the node's
   incoming edges by their largest non-`none` weight (ties: lower edge index), keep the top 2,
   and on each kept edge take the best non-`none` op (ties: first index). Two inputs per node.
 * ``threshold`` (FairDARTS, xiaomi-automl/FairDARTS ``utils.parse`` with ``threshold_sparse``):

@@ -179,20 +179,37 @@ def evaluate_genotype(genotype: Genotype, data: ImageData, config: EvalConfig,
 
 def evaluate_run(store: Any, run_id: int, config: EvalConfig,
                  progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> EvalResult:
-    """Evaluates a stored run's final genotype on its own dataset; the result goes to the store."""
+                 should_stop: Callable[[], bool] | None = None,
+                 eval_id: int | None = None) -> EvalResult:
+    """Evaluates a stored run's final genotype on its own dataset; the result goes to the store.
+
+    Without ``eval_id`` a new evaluation row is made (the CLI); with it, that queued row is
+    taken (a worker process started by the RunManager). A stop (``should_stop``) leaves the row
+    ``stopped`` and raises InterruptedError; any other error leaves it ``failed`` with the
+    message, and is raised again."""
     from core.export import run_genotype
 
     run = store.get_run(run_id)
     if run is None:
+        if eval_id is not None:
+            store.finish_evaluation(eval_id, status="failed", error=f"no run {run_id}")
         raise KeyError(f"no run {run_id} in {store.path}")
-    genotype = run_genotype(store, run_id)
+    genotype = None
+    if eval_id is None:
+        genotype = run_genotype(store, run_id)  # the CLI: a run without a genotype makes no row
+        eval_id = store.create_evaluation(run_id, dataclasses.asdict(config))
+    else:
+        store.start_evaluation(eval_id)
     cfg = run.config
-    eval_id = store.create_evaluation(run_id, dataclasses.asdict(config))
     try:
+        if genotype is None:
+            genotype = run_genotype(store, run_id)
         data = load_dataset(cfg["dataset"], cfg.get("data_dir") or None, cfg.get("image_size"),
                             cfg.get("seed", 0))
         result = evaluate_genotype(genotype, data, config, progress, should_stop)
+    except InterruptedError:
+        store.finish_evaluation(eval_id, status="stopped", error="evaluation stopped")
+        raise
     except BaseException as exc:
         store.finish_evaluation(eval_id, status="failed", error=str(exc) or type(exc).__name__)
         raise
@@ -200,3 +217,25 @@ def evaluate_run(store: Any, run_id: int, config: EvalConfig,
     store.merge_summary(run_id, test_acc=result.test_acc, eval_params=result.params,
                         eval_seconds=result.seconds, eval_preset=config.preset)
     return result
+
+
+def eval_config_from_dict(values: dict[str, Any]) -> EvalConfig:
+    """An EvalConfig from a stored evaluation's config (unknown keys dropped), validated."""
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    cfg = EvalConfig(**{k: v for k, v in values.items() if k in names})
+    cfg.validate()
+    return cfg
+
+
+def run_evaluation(store: Any, eval_id: int,
+                   should_stop: Callable[[], bool] | None = None) -> EvalResult:
+    """Runs a queued evaluation row (its run and settings are in the row): a worker's job."""
+    row = store.get_evaluation(eval_id)
+    if row is None:
+        raise KeyError(f"no evaluation {eval_id} in {store.path}")
+    try:
+        config = eval_config_from_dict(row["config"])
+    except (TypeError, ValueError) as exc:
+        store.finish_evaluation(eval_id, status="failed", error=f"evaluation settings: {exc}")
+        raise
+    return evaluate_run(store, row["run_id"], config, should_stop=should_stop, eval_id=eval_id)

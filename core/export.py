@@ -67,7 +67,8 @@ def _ops_of(config: dict[str, Any], n_ops: int) -> list[str]:
 def _last_genotype_change(genotypes: Any) -> int | None:
     """Iteration of the last change of the derived cell (0: never changed), from the genotypes
     table. Rows are written when the cell changes, and once more when a run resumes (the same
-    cell again), so rows are compared as cells (weights left out), not as text."""
+    cell again), so rows are compared by their choices (weights and a reordering of a node's
+    edges left out), as the search counts changes."""
     if genotypes is None or len(genotypes) == 0:
         return None
     last, prev = 0, None
@@ -76,7 +77,7 @@ def _last_genotype_change(genotypes: Any) -> int | None:
             g = Genotype.from_json(text)
         except (GenotypeError, TypeError):
             continue
-        if prev is not None and g != prev:
+        if prev is not None and g.choices() != prev.choices():
             last = int(step)
         prev = g
     return last

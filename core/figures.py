@@ -1,6 +1,6 @@
 """Plotly figures and DOT strings of a run, from a ``core.live.RunView`` (pure functions).
 
-What is drawn follows ALGORITHMS.md "What to plot, live": here the heatmap of the operation
+What is drawn follows docs/algorithms.md "What to plot, live": here the heatmap of the operation
 weights at one step, the genotype as DOT and its change log; plus genotype agreement for
 comparisons, the shared look of Plotly charts and the one downsampling rule. The monitor's
 charts that change while a run is live (the per-edge weight grid, schedule, regularizers,
@@ -25,13 +25,9 @@ MAX_POINTS = 1500
 WAITING = "waiting for the first iterations"
 # The look of every chart (Plotly's plotly_white), written into each layout instead of set by a
 # template: plotly.js applies a template attribute by attribute on every draw, and Streamlit's
-# "streamlit" theme adds one more, at every redraw (the Compare page's live refreshes). In headless
-# Chromium the schedule chart (Plotly then) drew in ~77 ms with the plotly_white template and
-# ~30 ms with the same values inline (the op-weight grid: ~480 ms and ~220 ms). Pages pass
-# theme=None; core.line_charts takes the same colours for the monitor's Vega-Lite charts.
-# Axes also skip automargin (a second layout pass after measuring the labels: ~30 ms down to
-# ~20 ms): the margins in MARGIN hold the tick labels, and a chart with long labels (the heatmap)
-# turns it back on.
+# "streamlit" theme adds one more. Pages pass theme=None; core.line_charts takes the same colours
+# for the monitor's Vega-Lite charts. Axes skip automargin (a second layout pass): the margins in
+# MARGIN hold the tick labels, and a chart with long labels (the heatmap) turns it back on.
 LOOK = dict(template={}, paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"),
             colorway=["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3",
                       "#FF6692", "#B6E880", "#FF97FF", "#FECB52"],

@@ -246,10 +246,8 @@ class Genotype:
 
         ``redraw``: a tag added to every node id (the labels stay the names), for a drawing that
         replaces another in the browser. d3-graphviz, behind ``st.graphviz_chart``, matches a new
-        drawing's nodes and edges to the old one's by id and, for each match, samples both paths
-        at every pixel to prepare a morph it never plays without a transition: in a throwaway
-        app that redrew two cells each second this held Chromium's renderer at 0.33 core, and
-        0.10 with ids tagged by the drawing."""
+        drawing's nodes and edges to the old one's by id and, for each match, prepares a morph
+        it never plays without a transition, which costs more than drawing the cell afresh."""
         g = self.to_networkx(cell_type)
         lines = [
             "digraph cell {",

@@ -163,10 +163,10 @@ def regularizer_hint(view: RunView) -> str:
         every = int(cfg.get("admm_every", 10))
         head = (f"ADMM: every {_count(every, 'architecture step')} Z is re-projected onto a "
                 f"discrete cell and U accumulates the gap")
-        admm = view.admm
-        if len(admm):
-            primal = admm["admm_primal"].to_numpy(np.float64)
-            return f"{head}; {_count(len(admm), 'update')}, last primal {_num(primal[-1])}"
+        updates = view.updates  # its update events, as the ADMM class declares them
+        if len(updates) and "admm_primal" in updates:
+            primal = updates["admm_primal"].to_numpy(np.float64)
+            return f"{head}; {_count(len(updates), 'update')}, last primal {_num(primal[-1])}"
         return f"{head}; no update yet ({view.arch_steps} of {every} architecture steps)"
     if reg == "zero_one":
         w0 = float(cfg.get("zero_one_weight", 10.0))
@@ -186,7 +186,11 @@ def regularizer_hint(view: RunView) -> str:
         return f"{head}: penalty {_num(pen[-1])}, {_trend(pen[-1], pen[0])}; {gap_text}"
     if reg == "none":
         return f"No regularizer: nothing pulls the weights toward their discrete cell; {gap_text}"
-    return f"{reg}: " + (f"penalty {_num(pen[-1])}; " if len(pen) else "") + gap_text
+    text = f"{reg}: " + (f"penalty {_num(pen[-1])}; " if len(pen) else "") + gap_text
+    decl = view.update_events  # a regularizer of its own with update events: how many so far
+    if decl is not None:
+        text += f"; {_count(len(view.updates), f'{decl.label} update')}"
+    return text
 
 
 # ---- 4 · the derived cell and its size -----------------------------------------------------------

@@ -1,16 +1,13 @@
 """Vega-Lite specs of the monitor's line charts: the per-edge operation weights, the schedule,
-the regularizers, the architecture size, the losses and accuracies (ALGORITHMS.md "What to plot,
-live", panels 1 to 5; the weights' heatmap and the cells are in ``core.figures``).
+the regularizers, the architecture size, the losses and accuracies (docs/algorithms.md "What to
+plot, live", panels 1 to 5; the weights' heatmap and the cells are in ``core.figures``).
 
 These charts change while a run is live, so they are Vega-Lite rather than Plotly: Streamlit
-remounts a Plotly chart whenever its figure changes (~80 ms of browser time per line chart per
-refresh in a CDP profile of the monitor, and the Plotly weight grid held 4.1 s of 20 s of the
-page's main thread), while its Vega-Lite element keeps the view and swaps only the named
-datasets whose bytes changed, as long as the spec is the same. So each spec here depends on
-the run only (its config and planned length), never on its rows: everything that grows
-(points, marker sizes) is in ``spec["datasets"]``, and counts go to the chart's caption. In a
-throwaway app with four live 2-line charts, Chromium used 0.16-0.18 core with Vega-Lite against
-0.29-0.33 with Plotly drawn the monitor's way.
+remounts a changed Plotly chart, while its Vega-Lite element keeps the view and swaps only the
+named datasets whose bytes changed, as long as the spec is the same (docs/performance.md). So
+each spec here depends on the run only (its config and planned length), never on its rows:
+everything that grows (points, marker sizes) is in ``spec["datasets"]``, and counts go to the
+chart's caption.
 
 Each builder returns a ``LineChart`` (a spec with its datasets as DataFrames, and a caption), or
 None before the run has the rows it needs. Series are downsampled with ``core.figures.downsample``
@@ -30,6 +27,7 @@ import pyarrow as pa
 from core.figures import AXIS_LOOK, LOOK, MAX_POINTS, edge_index, edge_label, op_names, sample, y_range
 from core.live import RunView
 from core.palette import PRUNED_COLOR, op_color
+from core.regularizers import UpdateEvents
 from core.store import ACTIVE_STATUSES
 
 # The look of the Plotly charts (core.figures.LOOK), as Vega-Lite config; pages pass theme=None.
@@ -55,7 +53,8 @@ MAX_MARKERS = 5000
 SERIES = {
     "fi": "#b8b8b8", "fi_ewma": "#252525", "threshold": "#e6550d", "arch": "#3182bd",
     "ratio": "#756bb1", "train": "#7f7f7f", "val": "#d95f02", "epoch": "#1b9e77",
-    "gap": "#636363", "primal": "#d95f02", "dual": "#7570b3", "size": "#3182bd",
+    "gap": "#636363", "size": "#3182bd",
+    "updates": ["#d95f02", "#7570b3", "#1b9e77", "#e7298a"],  # a regularizer's update series
     "penalty": ["#1b9e77", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"],
 }
 
@@ -109,9 +108,8 @@ def iteration_axis(view: RunView) -> dict[str, Any]:
     """The x encoding of every monitor chart: iterations from 0 to the run's last planned one.
     Fixed for the whole run (it depends on the run's length, not on its rows), so a refresh
     moves the lines and leaves the axes alone, and a line's reach shows how far the run has
-    come. Replaying a run at 1.2 s per iteration, alternating the two, Chromium used 0.01-0.04
-    core less with the axis fixed than with it following the data, in each of five pairs
-    (README, "Speed"). A run with no planned length keeps the axis on its data."""
+    come; the browser redraws no axes (docs/performance.md). A run with no planned length keeps
+    the axis on its data."""
     total = view.run.total_iterations if view.run is not None else None
     if not total:
         return X
@@ -124,7 +122,7 @@ def held_until(view: RunView) -> int:
     step (or its first row before any), since these values hold until the next one; once it has
     ended, its last iteration. Drawn on to the newest row instead, those charts would change at
     every iteration with nothing new to show, and each chart whose data changes costs the
-    browser a redraw, on the cores the search runs on (README, "Speed")."""
+    browser a redraw, on the cores the search runs on (docs/performance.md)."""
     df = view.steps
     if df.empty:
         return view.last_step
@@ -405,25 +403,25 @@ def schedule_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | N
 
 
 # ---- regularizers -----------------------------------------------------------------------------
-_NOT_PENALTIES = ("val_ce", "admm_primal", "admm_dual")
-
-
 def regularizer_charts(view: RunView, max_points: int = MAX_POINTS) -> list[LineChart]:
     """The regularizer panel's charts: each penalty term (the ``penalty`` column and any other
-    ``terms`` key) at architecture steps; the discretization gap ||A - D(A)||; for ADMM the primal
-    residual ||A - Z|| and ||U|| at each update, with a dotted line at each update. Empty before
-    the first row."""
+    ``terms`` key) at architecture steps; the discretization gap ||A - D(A)||; and, for a
+    regularizer that declares update events (``core.regularizers.UpdateEvents``), their series
+    at each update with a dotted line at each update. Empty before the first row."""
     df = view.steps
     if df.empty:
         return []
     xax = iteration_axis(view)
     reg = str(view.config.get("regularizer", "penalty"))
+    decl = view.update_events
+    # The validation loss and the update events' series are terms too, but not penalties.
+    not_penalties = ("step", reg, "val_ce", *(decl.keys if decl is not None else ()))
     charts = []
     parts = []
     s, v = step_values(df, "penalty")
     if len(s):
         parts.append((f"{reg} penalty",) + sample(s, v, max_points))
-    extra = [c for c in view.terms.columns if c not in ("step", reg, *_NOT_PENALTIES)]
+    extra = [c for c in view.terms.columns if c not in not_penalties]
     for key in extra:
         s, v = step_values(view.terms, key)
         if len(s):
@@ -454,29 +452,39 @@ def regularizer_charts(view: RunView, max_points: int = MAX_POINTS) -> list[Line
         height=HEIGHT - 50, data={"name": "gap"}),
         {"gap": gap}, f"latest gap {ys[-1]:.4g}" if len(ys) else "no gap recorded yet"))
 
-    admm = view.admm
-    if reg == "admm" or len(admm):
-        every = view.config.get("admm_every")
-        names = ["primal ||A - Z||", "||U||"]
-        st_ = admm["step"].to_numpy()
-        res = _long([(n, st_, admm[c].to_numpy(np.float64)) for n, c in zip(names, ("admm_primal", "admm_dual"))])
-        note = pd.DataFrame({"text": [] if len(admm) else
-                             ["no ADMM update yet" + (f" (every {_count(int(every), 'architecture step')})" if every else "")]})
-        charts.append(LineChart(_chart(
-            "ADMM residuals", [
-                {"data": {"name": "updates"}, "mark": {"type": "rule", "strokeDash": [2, 3], "color": "#bdbdbd"},
-                 "encoding": {"x": xax}},
-                {"data": {"name": "residuals"},
-                 "mark": {"type": "line", "strokeWidth": 1.5, "point": {"size": 24}},
-                 "encoding": {"x": xax, "y": {"field": "value", "type": "quantitative", "title": "residual"},
-                              "color": _color(names, [SERIES["primal"], SERIES["dual"]]),
-                              "tooltip": _value_tooltip("value")}},
-                {"data": {"name": "note"}, "mark": {"type": "text", "color": "#888888", "fontSize": 13},
-                 "encoding": {"text": {"field": "text", "type": "nominal"}}}],
-            height=HEIGHT - 30, subtitle="at each update; dotted lines mark the updates"),
-            {"updates": pd.DataFrame({"iteration": st_.astype(np.int64)}), "residuals": res, "note": note},
-            _count(len(admm), "ADMM update") + (f", one every {_count(int(every), 'architecture step')}" if every else "")))
+    if decl is not None:
+        charts.append(updates_chart(view, decl))
     return charts
+
+
+def updates_chart(view: RunView, decl: UpdateEvents) -> LineChart:
+    """"<label> updates": the declared series of a regularizer's update events at each update
+    (all of them: updates come every few architecture steps), a dotted line at each update, and
+    before the first a note saying how often they come."""
+    xax = iteration_axis(view)
+    updates = view.updates
+    every = view.config.get(decl.every_field) if decl.every_field else None
+    cadence = f"every {_count(int(every), 'architecture step')}" if every else ""
+    at = updates["step"].to_numpy()
+    values = _long([(label, at, updates[key].to_numpy(np.float64)) for key, label in decl.series
+                    if key in updates])
+    note = pd.DataFrame({"text": [] if len(updates) else
+                         [f"no {decl.label} update yet" + (f" ({cadence})" if cadence else "")]})
+    colors = [SERIES["updates"][n % len(SERIES["updates"])] for n in range(len(decl.series))]
+    spec = _chart(f"{decl.label} updates", [
+        {"data": {"name": "updates"}, "mark": {"type": "rule", "strokeDash": [2, 3], "color": "#bdbdbd"},
+         "encoding": {"x": xax}},
+        {"data": {"name": "values"},
+         "mark": {"type": "line", "strokeWidth": 1.5, "point": {"size": 24}},
+         "encoding": {"x": xax, "y": {"field": "value", "type": "quantitative", "title": decl.y_title},
+                      "color": _color(list(decl.labels), colors),
+                      "tooltip": _value_tooltip("value")}},
+        {"data": {"name": "note"}, "mark": {"type": "text", "color": "#888888", "fontSize": 13},
+         "encoding": {"text": {"field": "text", "type": "nominal"}}}],
+        height=HEIGHT - 30, subtitle="at each update; dotted lines mark the updates")
+    caption = _count(len(updates), f"{decl.label} update") + (f", one {cadence}" if cadence else "")
+    return LineChart(spec, {"updates": pd.DataFrame({"iteration": at.astype(np.int64)}),
+                            "values": values, "note": note}, caption)
 
 
 # ---- size -----------------------------------------------------------------------------------

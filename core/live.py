@@ -21,6 +21,7 @@ from core.activations import op_names
 from core.genotype import CELL_TYPES, Genotype, GenotypeError
 from core.ops import DARTS_PRIMITIVES
 from core.registry import UnknownNameError
+from core.regularizers import REGULARIZERS, UpdateEvents
 from core.store import STEP_COLUMNS, RunRecord, RunStore
 
 # Step columns kept as integers; the rest (but ``terms``, JSON text) become float64 with NaN
@@ -35,7 +36,7 @@ _GENERATIONS = itertools.count(1)
 # second (core/recorder.py), so a faster refresh would find nothing new. When an iteration takes
 # longer than that, the rows come once an iteration, and a refresh between two of them redraws
 # every panel with nothing new: on a 2-core machine that work comes out of the search's share
-# (README, "Speed"). So the refresh follows the iterations, up to MAX_REFRESH_S, which keeps the
+# (docs/performance.md). So the refresh follows the iterations, up to MAX_REFRESH_S, which keeps the
 # progress line's clock moving on slow runs.
 REFRESH_S = 1.0
 MAX_REFRESH_S = 2.0
@@ -59,6 +60,15 @@ def activation_for(config: dict[str, Any]) -> type[Activation] | None:
     """The activation class a run's config names, or None if it is not registered here."""
     try:
         return ACTIVATIONS.get(str(config.get("activation", "softmax")))
+    except UnknownNameError:
+        return None
+
+
+def updates_for(config: dict[str, Any]) -> UpdateEvents | None:
+    """What the update events of a run's regularizer carry, as its class declares; None when
+    it declares none or is not registered here."""
+    try:
+        return REGULARIZERS.get(str(config.get("regularizer", "none"))).updates
     except UnknownNameError:
         return None
 
@@ -145,7 +155,8 @@ class RunView:
       genotypes    DataFrame step, genotype (JSON text), size
       events       DataFrame id, step, time, kind, message, data (JSON text)
       pruned       DataFrame step, cell_type, edge, op (from 'pruned' events)
-      admm         DataFrame step, admm_primal, admm_dual (from 'admm_update' events)
+      updates      DataFrame step + one column per series the run's regularizer declares for
+                   its update events (``update_events``), one row per such event
       epochs       DataFrame step, epoch, val_acc, val_loss, train_acc (from 'epoch_end')
     """
 
@@ -175,8 +186,9 @@ class RunView:
                                     "data": pd.Series(dtype=object)})
         self.pruned = pd.DataFrame({"step": pd.Series(dtype="int64"), "cell_type": pd.Series(dtype=object),
                                     "edge": pd.Series(dtype="int64"), "op": pd.Series(dtype=object)})
-        self.admm = pd.DataFrame({c: pd.Series(dtype="float64")
-                                  for c in ("step", "admm_primal", "admm_dual")})
+        decl = self.update_events
+        self.updates = pd.DataFrame({c: pd.Series(dtype="float64")
+                                     for c in ("step", *(decl.keys if decl else ()))})
         self.epochs = pd.DataFrame({c: pd.Series(dtype="float64")
                                     for c in ("step", "epoch", "val_acc", "val_loss", "train_acc")})
         self._genotype_cache: dict[int, Genotype] = {}
@@ -201,6 +213,11 @@ class RunView:
     @property
     def activation(self) -> type[Activation] | None:
         return activation_for(self.config)
+
+    @property
+    def update_events(self) -> UpdateEvents | None:
+        """What the run's regularizer's update events carry (None: it has none)."""
+        return updates_for(self.config)
 
     @property
     def last_step(self) -> int:
@@ -300,25 +317,26 @@ class RunView:
         for c in ("kind", "message", "data"):
             new[c] = _text(new[c])
         self.events = _append(self.events, new)
-        pruned, admm, epochs = [], [], []
+        decl = self.update_events
+        update_kind = decl.kind if decl is not None else None
+        pruned, updates, epochs = [], [], []
         for step, kind, data in zip(new["step"], new["kind"], new["data"]):
-            if kind not in ("pruned", "admm_update", "epoch_end"):
+            if kind not in ("pruned", "epoch_end") and kind != update_kind:
                 continue
             d = _loads(data)
             s = -1 if step != step else int(step)
             if kind == "pruned" and {"cell_type", "edge", "op"} <= d.keys():
                 pruned.append({"step": s, "cell_type": d["cell_type"], "edge": int(d["edge"]),
                                "op": d["op"]})
-            elif kind == "admm_update":
-                admm.append({"step": s, "admm_primal": d.get("admm_primal"),
-                             "admm_dual": d.get("admm_dual")})
+            elif kind == update_kind:
+                updates.append({"step": s, **{k: d.get(k) for k in decl.keys}})
             elif kind == "epoch_end":
                 epochs.append({"step": s, **{k: d.get(k) for k in ("epoch", "val_acc", "val_loss",
                                                                   "train_acc")}})
         if pruned:
             self.pruned = _append(self.pruned, pd.DataFrame(pruned))
-        if admm:
-            self.admm = _append(self.admm, pd.DataFrame(admm).astype("float64"))
+        if updates:
+            self.updates = _append(self.updates, pd.DataFrame(updates).astype("float64"))
         if epochs:
             self.epochs = _append(self.epochs, pd.DataFrame(epochs).astype("float64"))
         return True

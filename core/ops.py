@@ -17,7 +17,7 @@ import torch.nn.functional as F
 OpFactory = Callable[[int, int, bool], nn.Module]
 _OPS: dict[str, OpFactory] = {}
 
-# Alpha-column order of the DARTS search space (ALGORITHMS.md).
+# Alpha-column order of the DARTS search space (docs/algorithms.md "Search space").
 DARTS_PRIMITIVES: tuple[str, ...] = (
     "none",
     "max_pool_3x3",

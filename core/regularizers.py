@@ -3,11 +3,18 @@
 none, proximity (DARTS-PRIME), admm (PRIME v1), and the baselines zero_one (FairDARTS) and
 entropy. ``weights`` is a dict cell type -> activated weights A (edges, ops) with gradient;
 D(A) is the run's discretization rule (core.discretize: DARTS's top-2 or FairDARTS's threshold),
-detached. ALGORITHMS.md "Regularizers".
+detached. docs/algorithms.md "Regularizers".
+
+Each class reads its own settings from the config (``config_fields``, core.registry) and
+reports its own extra terms and events after each architecture step (``StepReport``). A
+regularizer that updates state of its own on a cadence (ADMM) declares what those update events
+carry (``UpdateEvents``): the live view collects them and the monitor charts them from that
+declaration alone, so nothing outside this module names a regularizer's updates.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
@@ -27,10 +34,52 @@ def create_regularizer(name: str, **kw: Any) -> "Regularizer":
     return REGULARIZERS.create(name, **kw)
 
 
+@dataclass(frozen=True)
+class UpdateEvents:
+    """What the events of a regularizer's own updates carry, declared on its class.
+
+    ``series`` are (key in the event's data, legend label) pairs, in drawing order;
+    ``every_field`` names the config field that sets the cadence, in architecture steps."""
+    kind: str                             # the events' kind in the store
+    label: str                            # how charts and captions name the regularizer
+    series: tuple[tuple[str, str], ...]
+    every_field: str | None = None
+    y_title: str = "value"                # the chart's y axis
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.series)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(label for _, label in self.series)
+
+
+@dataclass(frozen=True)
+class RegularizerEvent:
+    """An event the search pushes as is, at the step it happened."""
+    kind: str
+    message: str
+    data: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What a regularizer reports after an architecture step: ``terms`` recorded with that
+    step's penalty terms, and ``event``, or None when nothing happened worth an event."""
+    terms: dict[str, float] = field(default_factory=dict)
+    event: RegularizerEvent | None = None
+
+
 class Regularizer:
     name = "base"
+    # Constructor keyword -> SearchConfig field, read by REGULARIZERS.create_from_config
+    # (``primitives`` is not a config field: the search passes it).
+    config_fields: ClassVar[dict[str, str]] = {}
+    # What this regularizer's update events carry, or None if it reports none.
+    updates: ClassVar[UpdateEvents | None] = None
 
-    def __init__(self, primitives: Sequence[str], **_: Any):
+    def __init__(self, primitives: Sequence[str]):
         self.primitives = list(primitives)
 
     def setup(self, alphas: Weights, weights: Weights) -> None:
@@ -42,10 +91,10 @@ class Regularizer:
         return any_w.new_zeros(())
 
     def after_arch_step(self, alphas: Weights, activate: Callable[[torch.Tensor], torch.Tensor],
-                        masks: Weights | None = None) -> dict[str, float] | None:
-        """Called after each architecture step; returns a report when the regularizer updated
-        its own state (ADMM), else None."""
-        return None
+                        masks: Weights | None = None) -> StepReport:
+        """Called after each architecture step with the alphas and the deterministic activation;
+        reports terms to record and an event when the regularizer updated its own state."""
+        return StepReport()
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -65,9 +114,10 @@ class Proximity(Regularizer):
     run's discretization ``rule`` (and ``threshold``), the rule its genotype is derived with."""
 
     name = "proximity"
+    config_fields = {"rho": "rho", "rule": "discretization", "threshold": "op_threshold"}
 
     def __init__(self, primitives: Sequence[str], rho: float = 0.1, rule: str = DEFAULT_RULE,
-                 threshold: float = DEFAULT_THRESHOLD, **_: Any):
+                 threshold: float = DEFAULT_THRESHOLD):
         super().__init__(primitives)
         self.rho = float(rho)
         self.rule = rule
@@ -88,14 +138,21 @@ class ADMM(Regularizer):
     As in the reference code (``model_admm_hard_statebn.py``): Z starts as the initial alphas
     themselves (not their projection) and U as zeros; U is masked so that a pruned op keeps
     U = 0, and Z chooses among live ops only, so it is always a cell the supernet can compute.
-    The reference writes U's update with the raw alphas; ALGORITHMS.md uses A = activate(alpha),
-    which is the same for CRB's clamp while alphas stay in [0, 1], and we follow ALGORITHMS.md.
+    The reference writes U's update with the raw alphas; docs/algorithms.md ("ADMM") uses
+    A = activate(alpha), which is the same for CRB's clamp while alphas stay in [0, 1].
     """
 
     name = "admm"
+    # ADMM ignores the run's discretization rule: Z stays a DARTS two-per-node cell over live
+    # ops (PRIME v1's projection), whatever rule the run's genotype is read with.
+    config_fields = {"rho": "rho", "admm_every": "admm_every", "admm_decay": "admm_decay"}
+    updates: ClassVar[UpdateEvents] = UpdateEvents(
+        kind="admm_update", label="ADMM",
+        series=(("admm_primal", "primal ||A - Z||"), ("admm_dual", "||U||")),
+        every_field="admm_every", y_title="residual")
 
     def __init__(self, primitives: Sequence[str], rho: float = 0.1, admm_every: int = 10,
-                 admm_decay: float = 1.0, **_: Any):
+                 admm_decay: float = 1.0):
         super().__init__(primitives)
         if admm_every < 1:
             raise ValueError(f"admm_every must be >= 1, got {admm_every}")
@@ -121,10 +178,10 @@ class ADMM(Regularizer):
         return self.rho / 2.0 * total
 
     def after_arch_step(self, alphas: Weights, activate: Callable[[torch.Tensor], torch.Tensor],
-                        masks: Weights | None = None) -> dict[str, float] | None:
+                        masks: Weights | None = None) -> StepReport:
         self.arch_steps += 1
         if self.arch_steps % self.every:
-            return None
+            return StepReport()
         primal, dual = 0.0, 0.0
         with torch.no_grad():
             for ct, alpha in alphas.items():
@@ -135,7 +192,10 @@ class ADMM(Regularizer):
                 self.U[ct] = U * live if live is not None else U
                 primal += float(torch.linalg.vector_norm(A - self.Z[ct]))
                 dual += float(torch.linalg.vector_norm(self.U[ct]))
-        return {"admm_primal": primal, "admm_dual": dual}
+        # The residuals are recorded with this step's terms and carried by the update event.
+        data = {"admm_primal": primal, "admm_dual": dual}
+        return StepReport(terms=data, event=RegularizerEvent(
+            self.updates.kind, f"ADMM update: primal {primal:.4f}, ||U|| {dual:.4f}", data))
 
     def state_dict(self) -> dict[str, Any]:
         return {"Z": {k: v.cpu() for k, v in self.Z.items()},
@@ -154,8 +214,9 @@ class ZeroOne(Regularizer):
     which equal sigmoid(alpha) under the sigmoid activation it is meant for."""
 
     name = "zero_one"
+    config_fields = {"zero_one_weight": "zero_one_weight"}
 
-    def __init__(self, primitives: Sequence[str], zero_one_weight: float = 10.0, **_: Any):
+    def __init__(self, primitives: Sequence[str], zero_one_weight: float = 10.0):
         super().__init__(primitives)
         self.w0 = float(zero_one_weight)
 
@@ -169,8 +230,9 @@ class Entropy(Regularizer):
     """weight * mean per-edge entropy of A, each edge's weights renormalised to sum to 1."""
 
     name = "entropy"
+    config_fields = {"entropy_weight": "entropy_weight"}
 
-    def __init__(self, primitives: Sequence[str], entropy_weight: float = 0.1, **_: Any):
+    def __init__(self, primitives: Sequence[str], entropy_weight: float = 0.1):
         super().__init__(primitives)
         self.weight = float(entropy_weight)
 

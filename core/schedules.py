@@ -2,13 +2,13 @@
 
 The informed schedule watches FI, the squared gradient norm of the network weights after each
 weight step, and runs an architecture step when its moving average falls below a threshold that
-grows while it waits and shrinks when it steps (ALGORITHMS.md "Schedules"). At equilibrium it
+grows while it waits and shrinks when it steps (docs/algorithms.md "Schedules"). At equilibrium it
 steps once every period+1 iterations.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from core.registry import Registry
 
@@ -30,6 +30,8 @@ class Schedule:
     name = "base"
     period: int = 1
     needs_fi = False  # whether the loop must read FI on the host every iteration
+    # Constructor keyword -> SearchConfig field, read by SCHEDULES.create_from_config.
+    config_fields: ClassVar[dict[str, str]] = {}
 
     def should_step(self) -> bool:
         raise NotImplementedError
@@ -58,8 +60,9 @@ class FixedSchedule(Schedule):
     """An architecture step every ``period`` iterations, starting with the first."""
 
     name = "fixed"
+    config_fields = {"period": "period"}
 
-    def __init__(self, period: int = 1, **_: Any):
+    def __init__(self, period: int = 1):
         if period < 1:
             raise ValueError(f"period must be >= 1, got {period}")
         self.period = int(period)
@@ -87,9 +90,11 @@ class InformedSchedule(Schedule):
 
     name = "informed"
     needs_fi = True
+    config_fields = {"period": "period", "multiplier": "multiplier", "ewma": "ewma",
+                     "init_threshold": "init_threshold", "seed_threshold": "seed_threshold"}
 
     def __init__(self, period: int = 10, multiplier: float = 1.05, ewma: float = 0.2,
-                 init_threshold: float = 1.0, seed_threshold: bool = False, **_: Any):
+                 init_threshold: float = 1.0, seed_threshold: bool = False):
         if period < 1:
             raise ValueError(f"period must be >= 1, got {period}")
         if multiplier <= 1.0:

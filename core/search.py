@@ -1,14 +1,15 @@
-"""The bilevel search loop of ALGORITHMS.md: a weight step every iteration, an architecture
+"""The bilevel search loop of docs/algorithms.md: a weight step every iteration, an architecture
 step (first order) when the schedule says, cosine lr stepped per epoch, gradient clipping.
 
 Everything the loop learns reaches the store through one ``Recorder`` callback; the loop itself
 does no I/O. Hooks (``Callback``) follow Lightning's: on_search_start, on_epoch_start,
 on_step_end, on_epoch_end, on_search_end. Resume = load a checkpoint written at epoch ends.
 
-Hot-loop rules (DESIGN.md): no host sync per op or parameter. Per iteration the loop reads one
-scalar (FI, only for the informed schedule); losses and accuracies stay on the device until the
-recorder flushes every ``log_every`` iterations; the weights are copied to the host once per
-architecture step (for the genotype, the pruning mask and the alpha record).
+Hot-loop rules (docs/design.md "Rules the code keeps"): no host sync per op or parameter. Per
+iteration the loop reads one scalar (FI, only for the informed schedule); losses and accuracies
+stay on the device until the recorder flushes every ``log_every`` iterations; the weights are
+copied to the host once per architecture step (for the genotype, the pruning mask and the alpha
+record).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.activations import ACTIVATIONS
 from core.config import SearchConfig
 from core.data import BatchStream, ImageData, load_dataset
 from core.device import pick_device
@@ -29,8 +31,8 @@ from core.discretize import derive_genotype
 from core.evalnet import architecture_size
 from core.genotype import CELL_TYPES, Genotype
 from core.measures import separated_share, separation
-from core.regularizers import create_regularizer, discretization_gap
-from core.schedules import create_schedule
+from core.regularizers import REGULARIZERS, discretization_gap
+from core.schedules import SCHEDULES
 from core.supernet import Supernet
 
 
@@ -62,6 +64,9 @@ class SearchResult:
     separation: float | None = None        # core.measures.separation of the final weights
     separated_edges: float | None = None   # share of edges whose top op is >= 2x uniform
     last_genotype_change: int = 0          # iteration of the last change (0: never changed)
+    # CPU seconds of this process during the run (one search per worker process): what a run
+    # costs, which a busy machine moves far less than its wall time.
+    cpu_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         pct = 100.0 * self.pruned / self.total_ops if self.total_ops else 0.0
@@ -73,7 +78,8 @@ class SearchResult:
                 "separation": None if self.separation is None else round(self.separation, 4),
                 "separated_edges": (None if self.separated_edges is None
                                     else round(self.separated_edges, 4)),
-                "last_genotype_change": self.last_genotype_change}
+                "last_genotype_change": self.last_genotype_change,
+                "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 3)}
 
 
 class Callback:
@@ -121,10 +127,20 @@ class Search:
         self.a_idx = a_idx
         self.w_stream = BatchStream(self.data, w_idx, cfg.batch_size, cfg.seed, cfg.augment, self.device)
         self.a_stream = BatchStream(self.data, a_idx, cfg.batch_size, cfg.seed + 1, False, self.device)
-        self.model = Supernet(cfg.C, self.data.num_classes, cfg.layers, cfg.activation, cfg.nodes,
+        # Each part is built by its registry from the config fields its class declares.
+        activation = ACTIVATIONS.create_from_config(cfg.activation, cfg)
+        self.model = Supernet(cfg.C, self.data.num_classes, cfg.layers, activation, cfg.nodes,
                               in_channels=self.data.in_channels, fast=cfg.fast, generator=gen,
                               include_none=cfg.include_none)
         self.model.to(self.device)
+        # A stochastic activation samples from a generator of the run's own: torch's default one
+        # is also drawn from by code whose draws depend on the process's history (modules built
+        # once and cached), which would make the samples, and so the run, differ between runs
+        # of the same seed.
+        self.sample_generator: torch.Generator | None = None
+        if self.model.act.stochastic:
+            self.sample_generator = torch.Generator(self.device).manual_seed(cfg.seed)
+            self.model.sample_generator = self.sample_generator
         # Channels-last makes the small depthwise convolutions of the cell faster on CPU
         # (measured by `python -m core bench`); the plain path keeps the default layout.
         self.memory_format = torch.channels_last if cfg.fast else torch.contiguous_format
@@ -138,16 +154,9 @@ class Search:
                                                 weight_decay=cfg.alpha_weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.w_optimizer, T_max=cfg.epochs, eta_min=cfg.w_lr_min)
-        self.schedule = create_schedule(cfg.schedule, period=cfg.period, multiplier=cfg.multiplier,
-                                        ewma=cfg.ewma, init_threshold=cfg.init_threshold,
-                                        seed_threshold=cfg.seed_threshold)
-        # Proximity's D(A) follows the run's discretization rule, as the gap and the genotype
-        # do. ADMM ignores rule/threshold: its Z stays a DARTS two-per-node cell over live ops
-        # (PRIME v1's projection), whatever rule the run's genotype is read with.
-        self.regularizer = create_regularizer(
-            cfg.regularizer, primitives=self.primitives, rho=cfg.rho, admm_every=cfg.admm_every,
-            admm_decay=cfg.admm_decay, zero_one_weight=cfg.zero_one_weight,
-            entropy_weight=cfg.entropy_weight, rule=cfg.discretization, threshold=cfg.op_threshold)
+        self.schedule = SCHEDULES.create_from_config(cfg.schedule, cfg)
+        self.regularizer = REGULARIZERS.create_from_config(cfg.regularizer, cfg,
+                                                           primitives=self.primitives)
         with torch.no_grad():
             self.regularizer.setup({ct: a.detach() for ct, a in self.model.alphas().items()},
                                    self.model.all_arch_weights())
@@ -197,11 +206,19 @@ class Search:
         x = x.contiguous(memory_format=self.memory_format)
         self.w_optimizer.zero_grad(set_to_none=True)
         if cfg.fast:
-            # Detached weights: the weight step sends no gradient to the alphas.
-            if self._weights_detached is None:
+            # Detached weights: the weight step sends no gradient to the alphas. They change
+            # only at architecture steps, so they are kept until the next one; a stochastic
+            # activation's sample is drawn afresh for every weight step instead, as the plain
+            # path's forward does (the same draws, in the same order, from the run's generator).
+            if model.act.stochastic:
                 with torch.no_grad():
-                    self._weights_detached = model.all_arch_weights()
-            logits = model(x, self._weights_detached)
+                    weights = model.sampled_arch_weights()
+            else:
+                if self._weights_detached is None:
+                    with torch.no_grad():
+                        self._weights_detached = model.all_arch_weights()
+                weights = self._weights_detached
+            logits = model(x, weights)
             loss = F.cross_entropy(logits, y)
             loss.backward()
             # FI = sum of squared weight gradients before clipping: the clip's own fused norm.
@@ -231,8 +248,10 @@ class Search:
         xv, yv = self.a_stream.next()
         xv = xv.contiguous(memory_format=self.memory_format)
         self.alpha_optimizer.zero_grad(set_to_none=True)
+        # The penalty acts on the deterministic weights; the forward pass on a sample of them
+        # when the activation is stochastic (the same tensors otherwise: one activation pass).
         weights = model.all_arch_weights()
-        logits = model(xv, weights)
+        logits = model(xv, model.sampled_arch_weights() if model.act.stochastic else weights)
         val_loss = F.cross_entropy(logits, yv)
         masks = model.mask_tensors() if model.act.prunes else None
         penalty = self.regularizer.penalty(weights, progress, masks)
@@ -254,12 +273,11 @@ class Search:
                                  "and the rule ranks it last"})
         report = self.regularizer.after_arch_step(model.alphas(), model.act,
                                                   model.mask_tensors() if model.act.prunes else None)
-        terms: dict[str, Any] = {"val_ce": val_loss.detach(), self.regularizer.name: penalty.detach()}
-        if report:
-            terms.update(report)
-            self.push_event({"kind": "admm_update", "step": self.step, "message":
-                                        f"ADMM update: primal {report['admm_primal']:.4f}, "
-                                        f"||U|| {report['admm_dual']:.4f}", "data": report})
+        terms: dict[str, Any] = {"val_ce": val_loss.detach(), self.regularizer.name: penalty.detach(),
+                                 **report.terms}
+        if report.event is not None:
+            self.push_event({"kind": report.event.kind, "step": self.step,
+                             "message": report.event.message, "data": dict(report.event.data)})
         self._weights_detached = None
         self._refresh_arch_state()
         row.update(val_loss=val_loss.detach(), val_acc=(logits.argmax(1) == yv).float().mean(),
@@ -303,10 +321,12 @@ class Search:
         self.model.train()
         stream = BatchStream(self.data, self.a_idx, self.config.batch_size * 2, 0, False,
                              self.device)
+        # The deterministic weights (what the run shows), not a stochastic activation's samples.
+        weights = self.model.all_arch_weights()
         correct, loss_sum, n = 0.0, 0.0, 0
         for _ in range(min(max_batches, stream.batches_per_epoch)):
             x, y = stream.next()
-            logits = self.model(x.contiguous(memory_format=self.memory_format))
+            logits = self.model(x.contiguous(memory_format=self.memory_format), weights)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
             n += len(y)
@@ -316,7 +336,7 @@ class Search:
     def run(self, stop_event: threading.Event | None = None,
             pause_event: threading.Event | None = None) -> SearchResult:
         stop_event = stop_event or threading.Event()
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         if not self._ready:
             self.setup()
         for cb in self.callbacks:
@@ -355,7 +375,7 @@ class Search:
                               time.time() - t0, self.pruned, self.total_ops,
                               separation(self.arch.weights, self.primitives),
                               separated_share(self.arch.weights, self.primitives),
-                              self.last_genotype_change)
+                              self.last_genotype_change, time.process_time() - cpu0)
         for cb in self.callbacks:
             cb.on_search_end(self, result)
         return result
@@ -395,6 +415,8 @@ class Search:
             "w_stream": self.w_stream.state_dict(), "a_stream": self.a_stream.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
+        if self.sample_generator is not None:
+            state["sample_rng"] = self.sample_generator.get_state()
         tmp = path + ".tmp"
         torch.save(state, tmp)
         os.replace(tmp, path)
@@ -416,6 +438,8 @@ class Search:
         self.w_stream.load_state_dict(state["w_stream"])
         self.a_stream.load_state_dict(state["a_stream"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        if self.sample_generator is not None:
+            self.sample_generator.set_state(state["sample_rng"].cpu())
         self.start_epoch = int(state["next_epoch"])
         self.step = int(state["step"])
         self.arch_steps = int(state["arch_steps"])

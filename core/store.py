@@ -1,6 +1,6 @@
 """The SQLite run store: the single meeting point of runs, the CLI and the app.
 
-Tables (DESIGN.md "Store"): runs, steps, alphas, genotypes, events. WAL mode so readers see a
+Tables (docs/design.md "Store"): runs, steps, alphas, genotypes, events. WAL mode so readers see a
 run's rows while it writes; one connection per thread; short transactions. The schema version is
 SQLite's ``user_version``; ``_MIGRATIONS[i]`` brings version i to i+1.
 """
@@ -90,12 +90,21 @@ _MIGRATIONS: list[str] = [
         name TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL NOT NULL
     );
     """,
+    # Evaluations run in worker processes (core.worker, started by RunManager): the process that
+    # holds one (the app's while it is queued, the worker's once handed to one), its host, its start.
+    """
+    ALTER TABLE evaluations ADD COLUMN pid INTEGER;
+    ALTER TABLE evaluations ADD COLUMN host TEXT;
+    ALTER TABLE evaluations ADD COLUMN started REAL;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 # Statuses a run can have; "interrupted" is derived when the writing process is gone.
 ACTIVE_STATUSES = ("queued", "running", "paused")
 FINAL_STATUSES = ("finished", "failed", "stopped", "interrupted")
+# Statuses of an evaluation: queued -> running -> finished | failed | stopped | interrupted.
+EVAL_ACTIVE_STATUSES = ("queued", "running")
 
 
 def default_db_path() -> str:
@@ -359,10 +368,25 @@ class RunStore:
         return pd.read_sql_query(sql + " ORDER BY id", self.connect(), params=params)
 
     # ---- evaluations and studies ------------------------------------------------------------
-    def create_evaluation(self, run_id: int, config: dict[str, Any]) -> int:
-        cur = self._write("INSERT INTO evaluations (run_id, config, status, created) VALUES (?, ?, ?, ?)",
-                          (int(run_id), json.dumps(config), "running", time.time()))
+    def create_evaluation(self, run_id: int, config: dict[str, Any], status: str = "running") -> int:
+        """A new evaluation row; ``status="queued"`` for one a RunManager will start later (the
+        row then holds this process's pid until a worker takes it)."""
+        cur = self._write("INSERT INTO evaluations (run_id, config, status, created, pid, host, started) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (int(run_id), json.dumps(config), status, time.time(), os.getpid(),
+                           socket.gethostname(), time.time() if status == "running" else None))
         return int(cur.lastrowid)
+
+    def start_evaluation(self, eval_id: int) -> None:
+        """The calling process (a worker) takes the evaluation: running, with its pid."""
+        self._write("UPDATE evaluations SET status = 'running', started = ?, pid = ?, host = ?, "
+                    "error = NULL WHERE id = ?",
+                    (time.time(), os.getpid(), socket.gethostname(), int(eval_id)))
+
+    def assign_evaluation(self, eval_id: int, pid: int) -> None:
+        """A queued evaluation handed to a worker process that is starting (its pid)."""
+        self._write("UPDATE evaluations SET pid = ? WHERE id = ? AND status = 'queued'",
+                    (int(pid), int(eval_id)))
 
     def finish_evaluation(self, eval_id: int, status: str, result: dict[str, Any] | None = None,
                           error: str | None = None) -> None:
@@ -372,13 +396,38 @@ class RunStore:
                     (status, time.time(), r.get("test_acc"), r.get("params"), r.get("seconds"),
                      json.dumps(r) if r else None, error, int(eval_id)))
 
+    def get_evaluation(self, eval_id: int) -> dict[str, Any] | None:
+        """One evaluation row as a dict (config and result parsed), or None."""
+        row = self.connect().execute("SELECT * FROM evaluations WHERE id = ?", (int(eval_id),)).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["config"] = json.loads(out["config"]) if out["config"] else {}
+        out["result"] = json.loads(out["result"]) if out["result"] else None
+        return out
+
     def evaluations(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
-        sql = "SELECT id, run_id, status, created, finished, test_acc, params, seconds, config, error FROM evaluations"
+        sql = ("SELECT id, run_id, status, created, finished, test_acc, params, seconds, config, error, "
+               "pid, host, started FROM evaluations")
         params: list[Any] = []
         if run_ids is not None:
             sql += f" WHERE run_id IN ({','.join('?' * len(run_ids)) or 'NULL'})"
             params = [int(i) for i in run_ids]
         return pd.read_sql_query(sql + " ORDER BY id", self.connect(), params=params)
+
+    def mark_evaluations_interrupted(self) -> list[int]:
+        """Evaluations stored as queued or running whose process (on this host) is gone become
+        'interrupted': the app that queued them, or the worker that ran them, ended without
+        saying so. Another live app's queue is left alone."""
+        host = socket.gethostname()
+        rows = self.connect().execute(
+            "SELECT id, pid, host FROM evaluations WHERE status IN ('queued', 'running')").fetchall()
+        gone = [r["id"] for r in rows if r["host"] in (None, host) and not _pid_alive(r["pid"])]
+        for eid in gone:
+            self._write("UPDATE evaluations SET status = 'interrupted', finished = ?, error = ? "
+                        "WHERE id = ? AND status IN ('queued', 'running')",
+                        (time.time(), "the process that held this evaluation went away", eid))
+        return gone
 
     def save_study(self, name: str, spec: dict[str, Any]) -> None:
         self._write("INSERT OR REPLACE INTO studies (name, spec, created) VALUES (?, ?, ?)",

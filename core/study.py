@@ -2,18 +2,20 @@
 
 A method is a preset name (``darts``, ``prime-crb`` ...) or a custom combination
 ``{"name": ..., "activation": ..., "schedule": ..., "regularizer": ..., ...}`` of SearchConfig
-fields. Runs go through the RunManager's queue (its concurrency limit); a coordinator thread
-evaluates each finished run when asked. The spec is stored with the group name.
+fields. Runs go through the RunManager's queue (its concurrency limit). With ``evaluate=True``
+the manager queues an evaluation of each run of the study as it finishes (``evaluation_due``,
+called by ``core.runner``): it runs in a worker process under the same limit, like a search; the
+app server trains nothing. The spec is stored with the group name.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from core.config import ConfigError, SearchConfig, make_config
-from core.evaluate import evaluate_run, make_eval_config
+from core.evaluate import make_eval_config
+from core.store import EVAL_ACTIVE_STATUSES
 
 MIN_METHODS, MAX_METHODS = 2, 5
 MIN_SEEDS, MAX_SEEDS = 1, 5
@@ -70,10 +72,9 @@ class StudySpec:
         return asdict(self)
 
 
-def launch_study(manager: Any, spec: StudySpec,
-                 on_evaluated: Callable[[int], None] | None = None) -> list[int]:
-    """Stores the study and queues its runs; evaluation (if asked) happens in a coordinator
-    thread as runs finish. Returns the run ids at once."""
+def launch_study(manager: Any, spec: StudySpec) -> list[int]:
+    """Stores the study and queues its runs; returns the run ids at once. With
+    ``spec.evaluate`` the manager evaluates each run once it finishes (``evaluation_due``)."""
     spec.validate()
     store = manager.store
     if store.get_study(spec.name) is not None or spec.name in store.groups():
@@ -82,34 +83,23 @@ def launch_study(manager: Any, spec: StudySpec,
     ids = []
     for label, cfg in spec.configs():
         ids.append(manager.start(cfg, name=f"{label}-s{cfg.seed}", group=spec.name))
-    if spec.evaluate:
-        stop = threading.Event()
-        manager.register_stop_hook(stop.set)
-        t = threading.Thread(target=_evaluate_as_they_finish,
-                             args=(manager, ids, spec.eval_preset, stop, on_evaluated),
-                             daemon=True, name=f"study-{spec.name}")
-        t.start()
     return ids
 
 
-def _evaluate_as_they_finish(manager: Any, ids: list[int], eval_preset: str, stop: threading.Event,
-                             on_evaluated: Callable[[int], None] | None) -> None:
-    cfg = make_eval_config(eval_preset)
-    pending = list(ids)
-    while pending and not stop.is_set():
-        for rid in list(pending):
-            run = manager.store.get_run(rid)
-            if run is None or run.status in ("failed", "stopped", "interrupted"):
-                pending.remove(rid)
-            elif run.status == "finished" and not manager.is_live(rid):
-                pending.remove(rid)
-                try:
-                    evaluate_run(manager.store, rid, cfg, should_stop=stop.is_set)
-                except Exception as exc:  # recorded in the evaluations table; others go on
-                    manager.store.add_event(rid, "warning", f"evaluation failed: {exc}")
-                if on_evaluated is not None:
-                    on_evaluated(rid)
-        time.sleep(0.5)
+def evaluation_due(store: Any, run_id: int) -> Any:
+    """The EvalConfig to evaluate a just finished run with, or None: the run is finished, it
+    belongs to a study stored with ``evaluate=True``, and it has no evaluation finished, queued
+    or running yet (a resumed run is not evaluated twice)."""
+    run = store.get_run(run_id)
+    if run is None or run.status != "finished" or not run.group:
+        return None
+    spec = store.get_study(run.group)
+    if not spec or not spec.get("evaluate"):
+        return None
+    evals = store.evaluations([run_id])
+    if len(evals) and evals["status"].isin(("finished", *EVAL_ACTIVE_STATUSES)).any():
+        return None
+    return make_eval_config(spec.get("eval_preset") or "demo")
 
 
 def run_study(store: Any, spec: StudySpec, max_concurrent: int = 2,
@@ -120,17 +110,20 @@ def run_study(store: Any, spec: StudySpec, max_concurrent: int = 2,
 
     manager = RunManager(store, max_concurrent=max_concurrent)
     t0 = time.time()
-    done = set()
     try:
-        ids = launch_study(manager, spec, on_evaluated=done.add)
+        ids = launch_study(manager, spec)
         for rid in ids:
             manager.wait(rid)
             if progress:
                 r = store.get_run(rid)
                 progress(f"run {rid} ({r.name}) {r.status} in {r.duration or 0:.0f}s")
-        if spec.evaluate:
-            while len(done) < sum(1 for r in ids if store.get_run(r).status == "finished"):
-                time.sleep(0.5)
+        # a finished run's evaluation is queued before its wait returns: wait for them all
+        for eid in store.evaluations(ids)["id"].tolist():
+            manager.wait_evaluation(int(eid))
+            if progress:
+                e = store.get_evaluation(eid)
+                acc = f" test acc {e['test_acc']:.3f}" if e["test_acc"] is not None else ""
+                progress(f"evaluation of run {e['run_id']} {e['status']}{acc}")
     finally:
         manager.shutdown()
     summary = study_summary(store, ids)

@@ -129,18 +129,21 @@ class Supernet(nn.Module):
     type. ``weights_parameters()`` excludes them; ``arch_parameters()`` is only them.
     """
 
-    def __init__(self, C: int, num_classes: int, layers: int, activation: str = "softmax",
+    def __init__(self, C: int, num_classes: int, layers: int, activation: str | Activation = "softmax",
                  nodes: int = 4, primitives: Sequence[str] | None = None, *,
                  in_channels: int = 3, stem_multiplier: int = 3, fast: bool = True,
                  generator: torch.Generator | None = None, include_none: bool = True):
+        """``activation``: an Activation built with its settings (the search builds it from the
+        config), or a registered name, built with its defaults."""
         super().__init__()
         if layers < 3:
             raise ValueError(f"layers must be >= 3 (two reductions need three cells), got {layers}")
-        self.act: Activation = create_activation(activation)
+        self.act: Activation = (activation if isinstance(activation, Activation)
+                                else create_activation(activation))
         if primitives is None:
-            primitives = op_names(activation, include_none)
+            primitives = op_names(self.act, include_none)
         self.primitives = list(primitives)
-        self.activation_name = activation
+        self.activation_name = self.act.name
         self._C, self._num_classes, self._layers, self._nodes = C, num_classes, layers, nodes
         self.fast = fast
 
@@ -167,6 +170,9 @@ class Supernet(nn.Module):
         self.alphas_normal = nn.Parameter(self.act.init(shape, generator))
         self.alphas_reduce = nn.Parameter(self.act.init(shape, generator))
         self.masks: dict[str, np.ndarray] = {ct: np.ones(shape, dtype=bool) for ct in CELL_TYPES}
+        # Where a stochastic activation draws its samples: the search sets a generator of its
+        # own (seeded, on the alphas' device, saved with checkpoints); None is torch's default.
+        self.sample_generator: torch.Generator | None = None
         self._active: dict[str, list[list[int]]] = {}
         self._refresh_active()
 
@@ -181,11 +187,17 @@ class Supernet(nn.Module):
         return [p for n, p in self.named_parameters() if not n.startswith("alphas_")]
 
     def arch_weights(self, cell_type: str) -> torch.Tensor:
-        """Activated weights (edges, ops) of one cell type, with gradient to its alphas."""
+        """Deterministic activated weights (edges, ops) of one cell type, with gradient to its
+        alphas: what is displayed, stored, discretized and penalised."""
         return self.act(self.alphas()[cell_type])
 
     def all_arch_weights(self) -> dict[str, torch.Tensor]:
         return {ct: self.arch_weights(ct) for ct in CELL_TYPES}
+
+    def sampled_arch_weights(self) -> dict[str, torch.Tensor]:
+        """Weights of one training forward pass, with gradient to the alphas: a fresh sample
+        per call for a stochastic activation (gumbel), else the deterministic weights."""
+        return {ct: self.act.sample(self.alphas()[ct], self.sample_generator) for ct in CELL_TYPES}
 
     # ---- pruning mask ----------------------------------------------------------------
     def after_arch_update(self) -> list[tuple[str, int, int]]:
@@ -220,9 +232,10 @@ class Supernet(nn.Module):
     # ---- forward ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """x: (B, C_in, H, W) -> logits (B, classes). ``weights``: activated weights per cell
-        type; pass them detached for a weight step so no gradient reaches the alphas."""
+        type; pass them detached for a weight step so no gradient reaches the alphas. Without
+        them, a module in training mode samples its weights, one in eval mode does not."""
         if weights is None:
-            weights = self.all_arch_weights()
+            weights = self.sampled_arch_weights() if self.training else self.all_arch_weights()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             ct = cell.cell_type

@@ -6,7 +6,6 @@ and the rest (curves, cells, agreement, tables) every 20 s, in two fragments; bo
 nothing is live."""
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -18,18 +17,18 @@ from core import compare
 from core import compare_figures as cf
 from core.activations import list_activations
 from core.config import METHODS, ConfigError, list_methods, list_presets, make_config
-from core.evaluate import evaluate_run, list_eval_presets, make_eval_config
+from core.evaluate import list_eval_presets, make_eval_config
 from core.genotype import CELL_TYPES
 from core.regularizers import list_regularizers
 from core.schedules import list_schedules
-from core.store import ACTIVE_STATUSES, FINAL_STATUSES
+from core.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES, FINAL_STATUSES
 from core.study import MAX_METHODS, MAX_SEEDS, MIN_METHODS, MIN_SEEDS, StudySpec, launch_study
 
 # ---- session state and URL (plain keys survive page switches; widget keys do not) -------------
 STUDY = "compare_study"          # the study or group shown; mirrors the URL query STUDY_QUERY
 RUNS = "compare_runs"            # run ids shown in "any runs" mode; mirrors RUNS_QUERY ("3,4,7")
 MODE = "compare_mode"            # MODE_STUDY or MODE_RUNS
-EVAL_JOB = "compare_eval_job"    # this session's background evaluation (see _start_evaluation)
+EVAL_JOB = "compare_eval_job"    # this session's last evaluations (see _start_evaluation)
 FORM_RESET = "compare_form_reset"  # set after a study starts: the form offers a fresh name
 STUDY_QUERY, RUNS_QUERY = "study", "runs"
 MODE_STUDY, MODE_RUNS = "A study or group", "Any runs"
@@ -38,10 +37,8 @@ W_MODE, W_STUDY, W_RUNS = "cmp_mode", "cmp_study", "cmp_runs"
 F = "study_{}".format            # keys of the New study form
 
 REFRESH_S = 2.0
-# Curves, cells, agreement and tables of a live study: every 20 s. Redrawing them every 2 s
-# (a dozen charts and 2 x runs cell graphs) took ~0.4 core in the server and ~0.5 in Chromium
-# (ps, during a 4x3 demo study on a 2-core machine), and a darts search took ~350 s instead of
-# the ~230 s it took with this split.
+# Curves, cells, agreement and tables of a live study: every 20 s. Every 2 s took much of both
+# cores from the study's own searches.
 DETAIL_REFRESH_S = 20.0
 MAX_CUSTOM = 3
 CURVES = [  # (step column or 'size', title, y axis)
@@ -108,42 +105,32 @@ def _eval_job() -> dict[str, Any] | None:
     return job if job and job.get("path") == store.path else None
 
 
-def _evaluating(study: str | None) -> bool:
-    """An evaluation of this process is going: this session's, or a study's coordinator
-    (core.study names its thread 'study-<name>')."""
-    job = _eval_job()
-    if job is not None and job["thread"].is_alive():
-        return True
-    name = f"study-{study}"
-    return bool(study) and any(t.name == name and t.is_alive() for t in threading.enumerate())
+def _job_rows(job: dict[str, Any]) -> pd.DataFrame:
+    """The evaluation rows of this session's job, in the order they were asked for."""
+    evals = store.evaluations(job["ids"])
+    return evals[evals["id"].isin(list(job["evals"].values()))]
+
+
+def _first_line(text: Any) -> str:
+    lines = text.strip().splitlines() if isinstance(text, str) else []
+    return lines[0] if lines else ""
+
+
+def _evaluating(run_ids: list[int]) -> bool:
+    """An evaluation of these runs is queued or running (this session's, another tab's, or one
+    the manager queued for a study with "evaluate when done"): read from the store."""
+    evals = store.evaluations(run_ids)
+    return bool(len(evals)) and bool(evals["status"].isin(EVAL_ACTIVE_STATUSES).any())
 
 
 def _start_evaluation(run_ids: list[int], preset: str) -> None:
-    """Evaluates the runs one after another in a daemon thread (through the manager's store);
-    progress lives in the job dict in session state, so the button stays disabled meanwhile."""
+    """Queues one evaluation per run with the RunManager: each trains in a worker process,
+    under the same limit as the searches, and goes on if this page is closed. The ids go in
+    session state, so the page shows their progress and can stop them."""
     config = make_eval_config(preset)
-    stop = threading.Event()
-    manager.register_stop_hook(stop.set)  # shutting the manager down ends the evaluation too
-    job: dict[str, Any] = {"path": store.path, "ids": list(run_ids), "preset": preset, "done": [],
-                           "failed": {}, "current": None, "stop": stop}
-
-    def work() -> None:
-        for rid in job["ids"]:
-            if stop.is_set():
-                break
-            job["current"] = rid
-            try:
-                evaluate_run(manager.store, rid, config, should_stop=stop.is_set)
-            except Exception as exc:  # recorded in the evaluations table; go on with the others
-                job["failed"][rid] = str(exc) or type(exc).__name__
-                manager.store.add_event(rid, "warning", f"evaluation failed: {exc}")
-            else:
-                job["done"].append(rid)
-        job["current"] = None
-
-    job["thread"] = threading.Thread(target=work, daemon=True, name="compare-evaluate")
-    st.session_state[EVAL_JOB] = job
-    job["thread"].start()
+    evals = {int(rid): manager.evaluate(int(rid), config) for rid in run_ids}
+    st.session_state[EVAL_JOB] = {"path": store.path, "ids": [int(r) for r in run_ids],
+                                  "preset": preset, "evals": evals}
 
 
 # ---- formatting ----------------------------------------------------------------------------
@@ -372,7 +359,7 @@ def _progress(records: list[Any], evals: pd.DataFrame, spec: dict[str, Any] | No
               min(r.iterations or 0, r.total_iterations or 0) for r in records)
     frac = 1.0 if ended == total else its / tot if tot else ended / total
     done_eval = set(evals.loc[evals["status"] == "finished", "run_id"]) if len(evals) else set()
-    running_eval = set(evals.loc[evals["status"] == "running", "run_id"]) if len(evals) else set()
+    running_eval = set(evals.loc[evals["status"].isin(EVAL_ACTIVE_STATUSES), "run_id"]) if len(evals) else set()
     text = f"{finished} / {total} runs finished"
     if by_status.get("running") or by_status.get("queued"):
         text += f" · {by_status.get('running', 0)} running · {by_status.get('queued', 0)} queued"
@@ -383,7 +370,7 @@ def _progress(records: list[Any], evals: pd.DataFrame, spec: dict[str, Any] | No
                                     f"{by_status.get('queued', 0)}")
     c[2].metric("Evaluations done", f"{len(done_eval)} / {finished}",
                 help="Finished runs whose final cell was trained from scratch and tested"
-                     + (f"; {len(running_eval)} evaluating now" if running_eval else ""))
+                     + (f"; {len(running_eval)} evaluating or queued now" if running_eval else ""))
     bad = {s: n for s, n in by_status.items() if s in ("failed", "stopped", "interrupted")}
     stopped = bad.get("stopped", 0) + bad.get("interrupted", 0)
     c[3].metric("Failed · stopped", f"{bad.get('failed', 0)} · {stopped}")
@@ -570,8 +557,14 @@ def _method_table(runs: pd.DataFrame, spec: dict[str, Any] | None, colors: dict[
 
 def _evaluate_controls(runs: pd.DataFrame, spec: dict[str, Any] | None) -> None:
     job = _eval_job()
-    busy = job is not None and job["thread"].is_alive()
+    rows = _job_rows(job) if job is not None else None
+    active = rows[rows["status"].isin(EVAL_ACTIVE_STATUSES)] if rows is not None else None
+    busy = active is not None and len(active) > 0
     todo = runs[(runs["status"] == "finished") & runs["test_acc"].isna()]
+    if len(runs):  # a run whose evaluation is already queued or running is not offered again
+        going = store.evaluations(runs["id"].astype(int).tolist())
+        going = set(going.loc[going["status"].isin(EVAL_ACTIVE_STATUSES), "run_id"].astype(int))
+        todo = todo[~todo["id"].astype(int).isin(going)]
     names = dict(zip(runs["id"].astype(int), runs["name"]))
     candidates = [int(i) for i in todo["id"]]
     with st.container(border=True):
@@ -588,25 +581,35 @@ def _evaluate_controls(runs: pd.DataFrame, spec: dict[str, Any] | None) -> None:
                                     if (spec or {}).get("eval_preset") in presets else presets[0])
         preset = c[1].selectbox("Evaluation preset", presets, key="cmp_eval_preset")
         if c[2].button("Evaluate", icon=":material/science:", key="cmp_evaluate",
-                       disabled=busy or not pick, width="stretch"):
+                       disabled=busy or not pick, width="stretch",
+                       help="Each run's cell trains in a worker process, queued with the searches."):
             _start_evaluation(pick, preset)
-            st.rerun()  # the whole page: the comparison refreshes while the job runs
+            st.rerun()  # the whole page: the comparison refreshes while the evaluations go
         if busy:
-            k = len(job["done"]) + len(job["failed"]) + 1
-            cur = job["current"]
+            k = len(rows) - len(active)
+            running = [int(r) for r in active.loc[active["status"] == "running", "run_id"]]
+            queued = [int(r) for r in active.loc[active["status"] == "queued", "run_id"]]
+            what = "; ".join(filter(None, [
+                "training " + ", ".join(f"#{r} · {names.get(r, '')}" for r in running) if running else "",
+                f"{len(queued)} queued" if queued else ""]))
             i1, i2 = st.columns([5, 1], vertical_alignment="center")
-            i1.info(f"Evaluating #{cur} · {names.get(cur, '')} ({k} of {len(job['ids'])}, preset "
-                    f"`{job['preset']}`) …", icon=":material/hourglass_top:")
-            if i2.button("Stop", icon=":material/stop:", key="cmp_eval_stop",
-                         disabled=job["stop"].is_set(), width="stretch",
-                         help="Ends the evaluation after its current iteration."):
-                job["stop"].set()
-        elif job is not None:
-            if job["failed"]:
-                st.warning(f"Evaluated {len(job['done'])} of {len(job['ids'])} runs; failed: " + "; ".join(
-                    f"#{i}: {msg}" for i, msg in job["failed"].items()), icon=":material/warning:")
-            elif job["done"]:
-                st.caption(f"Last evaluation: {len(job['done'])} runs with preset `{job['preset']}`.")
+            i1.info(f"Evaluating ({k} of {len(job['ids'])} done, preset `{job['preset']}`): {what} …",
+                    icon=":material/hourglass_top:")
+            if i2.button("Stop", icon=":material/stop:", key="cmp_eval_stop", width="stretch",
+                         help="Drops the queued evaluations and ends the running ones after their "
+                              "current iteration."):
+                for eid in active["id"]:
+                    manager.stop_evaluation(int(eid))
+                st.rerun()
+        elif rows is not None and len(rows):
+            done = rows[rows["status"] == "finished"]
+            failed = rows[rows["status"] != "finished"]
+            if len(failed):
+                st.warning(f"Evaluated {len(done)} of {len(job['ids'])} runs; " + "; ".join(
+                    f"#{int(r.run_id)} {r.status}: {_first_line(r.error) or r.status}"
+                    for r in failed.itertuples()), icon=":material/warning:")
+            else:
+                st.caption(f"Last evaluation: {len(done)} runs with preset `{job['preset']}`.")
 
 
 def _export(label: str, table: pd.DataFrame, runs: pd.DataFrame, figs: dict[str, Any]) -> None:
@@ -633,7 +636,7 @@ def _live_progress(run_ids: list[int], study: str | None, started_live: bool) ->
     if not records:
         st.warning("These runs are no longer in the store.")
         return
-    live = any(_is_live(r) for r in records) or _evaluating(study)
+    live = any(_is_live(r) for r in records) or _evaluating([r.id for r in records])
     if started_live and not live:
         st.rerun()  # everything ended: draw the page once more, without the timers
     spec = store.get_study(study) if study else None
@@ -688,6 +691,6 @@ if not run_ids:
     st.stop()
 
 label = study or "runs_" + "_".join(map(str, run_ids[:8]))
-live_now = any(_is_live(r) for r in store.list_runs(ids=run_ids)) or _evaluating(study)
+live_now = any(_is_live(r) for r in store.list_runs(ids=run_ids)) or _evaluating(run_ids)
 st.fragment(_live_progress, run_every=REFRESH_S if live_now else None)(run_ids, study, live_now)
 st.fragment(_comparison, run_every=DETAIL_REFRESH_S if live_now else None)(label, run_ids, study, live_now)

@@ -54,9 +54,8 @@ with right:
 
 # What the Monitor draws, on a cell from the literature. Also what makes the first Monitor quick:
 # the browser loads its chart libraries (Vega-Lite, Graphviz) with the first chart of each kind,
-# and here that happens before the click, not next to the search just started. With these on
-# Home, Chromium used 5.5-6.2 CPU seconds in the 10 s after "Run the demo" instead of 7.2-8.4,
-# and the weight grid showed 2.7-3.3 s after the click instead of 4.3-5.6 (README, "Speed").
+# and here that happens before the click, not next to the search just started
+# (docs/performance.md).
 st.subheader("What a search shows")
 cell, key = st.columns([3, 2], gap="large")
 with cell:

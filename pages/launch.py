@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 import streamlit as st
@@ -27,6 +28,8 @@ LABELS = ("method", "preset")  # set by the two preset selectors, not typed in
 KEY = "cfg_{}".format          # widget key of a field
 METHOD_KEY, PRESET_KEY = "launch_method", "launch_preset"
 DEFAULT_METHOD, DEFAULT_PRESET = "darts-prime", "demo"
+# The Estimate button waits this long for the worker's figure before the page polls for it.
+ESTIMATE_WAIT_S = 90.0
 
 
 def _devices() -> list[str]:
@@ -134,16 +137,48 @@ def _widget(name: str) -> None:
         st.text_input(name, key=key, help=help_)
 
 
-def _estimate(config: SearchConfig) -> dict[str, Any]:
-    from core.bench import time_iterations
-    from core.device import configure_threads
+def _estimate_outcome(status: dict[str, Any] | None, slot: Any) -> bool:
+    """Settles an ended calibration (the figure into session state, or its error shown);
+    False while it is still queued or running."""
+    if status is None:  # the manager was replaced (server restart): nothing to wait for
+        st.session_state.pop(app_state.LAUNCH_ESTIMATE_JOB, None)
+        return True
+    if status["status"] in ("queued", "running"):
+        return False
+    st.session_state.pop(app_state.LAUNCH_ESTIMATE_JOB, None)
+    if status["status"] == "finished":
+        st.session_state[app_state.LAUNCH_ESTIMATE] = status["result"]
+    elif status["status"] == "failed":  # a dataset that cannot load, a device that is missing, ...
+        slot.error(f"Calibration failed: {(status.get('error') or '').strip().splitlines()[0]}")
+    return True
 
-    configure_threads(config.threads)
-    timing = time_iterations(config, iters=3, warmup=1)
-    total = timing["total_iterations"]
-    sec = timing["ms_per_iter"] / 1000.0
-    return {"config": config.to_json(), "sec_per_iter": sec, "iterations": total,
-            "seconds": sec * total, "device": timing["device"]}
+
+def _wait_for_estimate(job: int, slot: Any) -> bool:
+    """Waits up to ESTIMATE_WAIT_S for the worker's figure, in short slices with a ticking
+    caption: the wait sleeps (no compute in the server, other tabs go on), and each caption lets
+    Streamlit end this run at once if the user does something else. True once it ended."""
+    manager = app_state.get_manager()
+    tick = slot.empty()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < ESTIMATE_WAIT_S:
+        status = manager.wait_estimate(job, timeout=0.25)
+        if _estimate_outcome(status, slot):
+            tick.empty()
+            return True
+        where = f"worker process {status['pid']}" if status.get("pid") else "waiting for a worker"
+        tick.caption(f"{where} · {time.monotonic() - t0:.0f} s")
+    tick.empty()
+    return False
+
+
+def _estimate_poll(job: int) -> None:
+    """While a calibration that outlived its wait is going: look again every second."""
+    status = app_state.get_manager().estimate_status(job)
+    if status is not None and status["status"] in ("queued", "running"):
+        with st.spinner(f"Timing a few iterations ({status['status']}) …", show_time=True):
+            st.caption("The figure appears here when the worker process is done.")
+        return
+    st.rerun()  # ended: the page shows the figure (or the error)
 
 
 def _duration(seconds: float) -> str:
@@ -162,7 +197,7 @@ _init_state()
 
 c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
 c1.selectbox("Method preset", list_methods(), key=METHOD_KEY, on_change=_apply_method,
-             help="Sets activation, schedule, period, data split and regularizer (ALGORITHMS.md).")
+             help="Sets activation, schedule, period, data split and regularizer (docs/algorithms.md).")
 c2.selectbox("Data preset", list_presets(), key=PRESET_KEY, on_change=_apply_preset,
              help="Sets dataset, image size, supernet size and budget. demo: minutes on a CPU; "
                   "tiny: seconds; paper: CIFAR-10, needs a GPU.")
@@ -198,25 +233,38 @@ st.session_state[app_state.LAUNCH_VALUES] = {
     "run_name": st.session_state.get("run_name", ""), "run_group": st.session_state.get("run_group", "")}
 
 st.subheader("Run time")
-est = st.session_state.get(app_state.LAUNCH_ESTIMATE)
 ec1, ec2 = st.columns([1, 3], vertical_alignment="center")
-if ec1.button("Estimate run time", disabled=config is None,
-              help="Times 3 iterations (after one warm-up) of this config on this machine."):
-    with st.spinner("Timing a few iterations…"):
-        try:
-            est = _estimate(config)
-            st.session_state[app_state.LAUNCH_ESTIMATE] = est
-        except Exception as exc:  # a dataset that cannot load, a device that is missing, ...
-            est = None
-            ec2.error(f"Calibration failed: {exc}")
-if est:
+job = st.session_state.get(app_state.LAUNCH_ESTIMATE_JOB)
+if job is not None and job.get("path") != app_state.get_store().path:
+    job = None
+if ec1.button("Estimate run time", disabled=config is None or job is not None,
+              help="Times 3 iterations (after one warm-up) of this config in a worker process."):
+    try:
+        n = app_state.get_manager().estimate(config)
+    except ConfigError as exc:
+        ec2.error(f"Calibration failed: {exc}")
+    else:
+        job = {"path": app_state.get_store().path, "job": n}
+        st.session_state[app_state.LAUNCH_ESTIMATE_JOB] = job
+        with ec2, st.spinner("Timing a few iterations in a worker process…"):
+            if _wait_for_estimate(n, ec2):
+                job = None
+elif job is not None and _estimate_outcome(app_state.get_manager().estimate_status(job["job"]), ec2):
+    job = None
+if job is not None:
+    with ec2:
+        st.fragment(_estimate_poll, run_every=1.0)(job["job"])
+est = st.session_state.get(app_state.LAUNCH_ESTIMATE)
+if est and job is None:
     stale = config is None or json.loads(est["config"]) != json.loads(config.to_json())
-    ec2.markdown(f"About **{_duration(est['seconds'])}**: {est['iterations']} iterations × "
-                 f"{est['sec_per_iter']:.2f} s on {est['device']}"
-                 + (" — *settings changed since; estimate again*" if stale else "")
-                 + ". Runs already going share the machine and slow each other.")
-else:
-    ec2.caption("Times a few iterations of this config here, then multiplies by the iterations.")
+    ec2.markdown(
+        f"About **{_duration(est['seconds'])}**: {est['iterations']} iterations × "
+        f"{est['sec_per_iter']:.2f} s on {est['device']}"
+        + (" — *settings changed since; estimate again*" if stale else "")
+        + ". Runs already going share the machine and slow each other.")
+elif job is None:
+    ec2.caption("Times a few iterations of this config in a worker process, then multiplies by "
+                "the iterations.")
 
 st.subheader("Start")
 n1, n2 = st.columns(2)

@@ -1,5 +1,5 @@
 """Monitor: one run, watched live. Status, progress and controls, then the panels of
-ALGORITHMS.md "What to plot, live", refreshed about once a second (once an iteration when
+docs/algorithms.md "What to plot, live", refreshed about once a second (once an iteration when
 iterations are further apart, core.live.refresh_seconds) by a fragment that reads only the rows
 written since its last refresh (core.live.RunView, kept per run in session state). Under each
 panel one line says what to watch for in this run, worded from its config and data (core.hints)."""
@@ -198,9 +198,7 @@ class ViewOptions:
 def _view_options(run_id: int, live: bool) -> ViewOptions:
     """The panels' options, as sidebar widgets. They stay out of the refreshed fragment (a
     choice reruns the page): widgets drawn in it cost the browser at every refresh, on the
-    cores the search runs on. Replayed at the demo's pace, the weight panel's tabs, view switch
-    and zoom toggle cost Chromium about 0.05 core, the history slider and the two tables'
-    expanders about 0.03 each (README, "Speed")."""
+    cores the search runs on (docs/performance.md)."""
     with st.sidebar:
         st.subheader("Monitor view", help="What the panels show; each choice redraws the page.")
         ct = st.segmented_control("Weights: cell", CELL_TYPES, default=CELL_TYPES[0], required=True,
@@ -227,12 +225,8 @@ def _view_options(run_id: int, live: bool) -> ViewOptions:
 @dataclass
 class Frame:
     """Everything one refresh of the panels draws, built before the first element is written
-    (_build). Built between the elements instead, a refresh's work on the server ran while the
-    browser drew the elements already sent: the two then had both cores between them for the
-    length of the refresh, and the search on those cores was pushed off its own. Replayed with
-    the demo's iterations beside the page (monitor_cost.py --beside-search), alternating the two
-    orders, the search waited for a core 0.026-0.041 of the time against 0.040-0.052 (README,
-    "Speed")."""
+    (_build), so that the server's work does not overlap the browser drawing the elements
+    already sent, which pushed the search off its cores (docs/performance.md)."""
     weights: Any = None          # the weight panel's LineChart, or its heatmap (Plotly figure)
     schedule: Any = None
     regularizers: list = field(default_factory=list)
@@ -394,7 +388,7 @@ def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOption
     or once an iteration when iterations are further apart (core.live.refresh_seconds). What
     changes only with the run's status (heading, notices, controls) stays out of here: each
     element redrawn costs the browser at every refresh, on the cores the search runs on
-    (README, "Speed")."""
+    (docs/performance.md)."""
     view = app_state.run_view(run_id)
     view.refresh()
     run = view.run

@@ -1,20 +1,27 @@
 """Runs: every run in the store (from this app, another tab or the CLI) as a filterable table;
-open one in the monitor, delete it, or download its genotype, JSON, cell graphs and iterations."""
+open one in the monitor, delete it, download its genotype, JSON, cell graphs and iterations, or
+evaluate its cell from scratch (in a worker process of the RunManager: queued with the searches,
+stoppable, and going on when this page is closed)."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
 
 import pandas as pd
 import streamlit as st
 
 import app_state
+from core.evaluate import list_eval_presets, make_eval_config
 from core.export import export_run
 from core.genotype import CELL_TYPES
-from core.store import ACTIVE_STATUSES
+from core.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES
 
 app_state.ensure_app_navigation()
 
 PICK_KEY = "runs_pick"
+EVAL_REFRESH_S = 2.0  # the evaluation status of the selected run, while one is queued or running
 
 store = app_state.get_store()
 manager = app_state.get_manager()
@@ -47,6 +54,85 @@ def _export(run_id: int, fmt: str, cell_type: str = "normal") -> str | None:
         return export_run(store, run_id, fmt, cell_type)
     except (ValueError, KeyError):
         return None  # no genotype yet, or the run was deleted meanwhile
+
+
+def _first_line(text: str | None) -> str:
+    lines = text.strip().splitlines() if isinstance(text, str) else []
+    return lines[0] if lines else ""
+
+
+def _eval_table(evals: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for e in evals.itertuples():
+        preset = json.loads(e.config).get("preset") if e.config else None
+        rows.append({"evaluation": int(e.id), "status": e.status, "preset": preset,
+                     "test acc": e.test_acc, "params": e.params,
+                     "seconds": None if pd.isna(e.seconds) else round(float(e.seconds), 1),
+                     # while queued the row holds the app's pid: no worker to name yet
+                     "process": None if pd.isna(e.pid) or e.pid == os.getpid() else int(e.pid),
+                     "error": _first_line(e.error)})
+    return pd.DataFrame(rows)
+
+
+def _evaluation_status(run_id: int, started_live: bool) -> None:
+    """The selected run's evaluations; refreshed every EVAL_REFRESH_S while one is going."""
+    evals = store.evaluations([run_id])
+    active = evals[evals["status"].isin(EVAL_ACTIVE_STATUSES)] if len(evals) else evals
+    if started_live and not len(active):
+        st.rerun()  # it ended: the whole page once more (the run's summary has its test acc)
+    for e in active.itertuples():
+        eid = int(e.id)
+        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        if e.status == "running":
+            where = f"training in worker process {int(e.pid)}"
+        elif manager.evaluation_state(eid) == "started":
+            where = f"worker process {int(e.pid)} starting"
+        else:
+            where = "waiting for a free slot (searches and evaluations share them)"
+        c1.info(f"Evaluation #{eid}: {e.status} · {where} …", icon=":material/hourglass_top:")
+        if c2.button("Stop", icon=":material/stop:", key=f"run_eval_stop_{eid}", width="stretch",
+                     help="Ends the evaluation after its current iteration."):
+            manager.stop_evaluation(eid)
+            st.rerun()
+    if len(evals):
+        last = evals.iloc[-1]
+        if last["status"] == "failed":
+            st.error(f"Evaluation #{int(last['id'])} failed: {_first_line(last['error'])}",
+                     icon=":material/error:")
+            with st.expander("Evaluation error details"):
+                st.code(last["error"] or "", language=None)
+        st.dataframe(_eval_table(evals), hide_index=True, key=f"run_evals_{run_id}", column_config={
+            "test acc": st.column_config.NumberColumn("test acc", format="percent"),
+            "params": st.column_config.NumberColumn("params", format="localized"),
+            "process": st.column_config.NumberColumn("process", help="The worker process's id"),
+        })
+    if started_live:
+        st.caption(f"Live · refreshed {time.strftime('%H:%M:%S')} every {EVAL_REFRESH_S:g} s")
+
+
+def _evaluation(run_id: int, has_genotype: bool, live: bool) -> None:
+    st.markdown("**Evaluation**")
+    st.caption("Trains the run's final cell from scratch and tests it on held-out data, in a "
+               "worker process: it waits for a free slot like a search, goes on if you close this "
+               "page, and its result lands in the run's summary and the Compare page.")
+    evals = store.evaluations([run_id])
+    going = bool(len(evals)) and evals["status"].isin(EVAL_ACTIVE_STATUSES).any()
+    presets = list_eval_presets()
+    c = st.columns([2, 1, 3], vertical_alignment="bottom")
+    preset = c[0].selectbox("Evaluation preset", presets, key="run_eval_preset",
+                            index=presets.index("demo") if "demo" in presets else 0,
+                            help="demo: a few minutes on a CPU; tiny: seconds; paper: DARTS's "
+                                 "600 epochs, needs a GPU.")
+    why = ("the run is still going" if live else "the run has no genotype yet" if not has_genotype
+           else "an evaluation of this run is already queued or running" if going else "")
+    if c[1].button("Evaluate", icon=":material/science:", key="run_evaluate", disabled=bool(why),
+                   width="stretch"):
+        eid = manager.evaluate(run_id, make_eval_config(preset))
+        app_state.flash(f"Evaluation #{eid} of run #{run_id} queued (preset `{preset}`).")
+        st.rerun()
+    if why:
+        c[2].caption(f"Evaluate is off: {why}.")
+    st.fragment(_evaluation_status, run_every=EVAL_REFRESH_S if going else None)(run_id, going)
 
 
 def _svg(dot: str) -> bytes:
@@ -133,9 +219,11 @@ if run.status == "failed":
 if run.genotype:
     st.code(run.genotype, language=None, wrap_lines=True)
 
+genotype_text = _export(run_id, "genotype")
+_evaluation(run_id, genotype_text is not None, live)
+
 st.markdown("**Downloads**")
 stem = f"run{run_id}"
-genotype_text = _export(run_id, "genotype")
 d = st.columns(4)
 d[0].download_button("Genotype (text)", genotype_text or "", file_name=f"{stem}_genotype.txt",
                      mime="text/plain", disabled=genotype_text is None, key="dl_genotype")

@@ -1,5 +1,9 @@
 """Checks issue 20's demo targets on a study's runs: time, architecture steps, pruning,
-separation and settling, per method (the median over its seeds, and seed 0).
+separation and settling, per method (the median over its seeds).
+
+Time is judged on a run's CPU seconds where the store has them (one search per process, one
+torch thread: a run alone on the machine takes about that long), since a study runs two
+searches at once beside the app and its wall times say more about the machine than the run.
 
     python scripts/demo_targets.py --db runs/study-demo5x3.sqlite --group demo-5x3
     python -m core study ... --json > study.json && python scripts/demo_targets.py --json study.json
@@ -41,7 +45,7 @@ def check_targets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for method in dict.fromkeys(r["method"] for r in runs):
         mine = [r for r in runs if r["method"] == method]
-        med = {k: _median(mine, k) for k in ("seconds", "arch_steps", "pruned_pct",
+        med = {k: _median(mine, k) for k in ("seconds", "cpu_seconds", "arch_steps", "pruned_pct",
                                             "separated_edges", "separation", "iterations")}
         settle = [r["last_genotype_change"] / r["iterations"] for r in mine
                   if r.get("last_genotype_change") is not None and r.get("iterations")]
@@ -52,7 +56,8 @@ def check_targets(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
         rows.append({
             "method": method, "seeds": len(mine), **med,
-            "time_ok": ok(True, med["seconds"], lambda v: v <= MAX_SECONDS),
+            "time_ok": ok(True, med["cpu_seconds"] if med["cpu_seconds"] is not None
+                          else med["seconds"], lambda v: v <= MAX_SECONDS),
             "arch_steps_ok": ok(method in INFORMED, med["arch_steps"], lambda v: v >= MIN_ARCH_STEPS),
             "pruned_ok": ok(method in PRUNING, med["pruned_pct"], lambda v: v >= MIN_PRUNED_PCT),
             "separated_ok": ok(method in SOFTMAX, med["separated_edges"],
@@ -86,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         ap.error("give --json FILE, or --db and --group")
     rows = check_targets(runs)
-    cols = ["method", "seeds", "seconds", "arch_steps", "pruned_pct", "separated_edges",
+    cols = ["method", "seeds", "seconds", "cpu_seconds", "arch_steps", "pruned_pct", "separated_edges",
             "separation", "settled_at", "time_ok", "arch_steps_ok", "pruned_ok", "separated_ok",
             "settled_ok"]
     print(" ".join(f"{c:>15}" for c in cols))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 
 import numpy as np
@@ -245,6 +246,7 @@ def test_launch_estimate_times_a_few_iterations(app_db):
     assert not at.exception
     text = _texts(at)
     assert "About **" in text and "12 iterations ×" in text  # tiny: 2 epochs x 6 iterations
+    assert at.session_state["launch_estimate"]["pid"] != os.getpid()  # timed in a worker process
     assert _store(app_db).list_runs() == []
 
 
@@ -601,3 +603,11 @@ def test_runs_shows_a_run_started_from_the_cli(app_db):
     df = at.dataframe[0].value
     assert len(df) == 1 and df.iloc[0]["status"] == "finished" and df.iloc[0]["method"] == "darts"
 
+
+
+def test_launch_offers_a_newly_registered_activation_and_its_setting(app_db):
+    """gumbel is one class and one registration: the Launch page offers it, and its field, with
+    no edit to the page."""
+    at = _open("pages/launch.py")
+    assert "gumbel" in at.selectbox(key="cfg_activation").options
+    assert at.number_input(key="cfg_gumbel_tau").value == 1.0

@@ -1,5 +1,5 @@
 """The app in a real browser: `streamlit run app.py` on a free port against a temporary store,
-driven by headless Chromium through Playwright (TESTING.md "Real browser").
+driven by headless Chromium through Playwright (docs/testing.md "Real browser").
 
 The Home page's demo is made tiny through $PRIME_EXPLORER_DEMO_PRESET=tiny and
 $PRIME_EXPLORER_DEMO_OVERRIDES (see app_state.py) so the run takes seconds. Screenshots of every

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -36,15 +38,13 @@ pytestmark = [pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarn
 @pytest.fixture(scope="session")
 def study_template(tmp_path_factory) -> tuple[str, dict, list[int]]:
     """(path, summary, run ids) of a store holding a finished 2-method x 2-seed tiny study,
-    every run evaluated with the tiny evaluation preset. Made once: it takes most of the time."""
+    every run evaluated with the tiny evaluation preset (in worker processes: run_study returns
+    once the manager's evaluation jobs have ended). Made once: it takes most of the time."""
     path = str(tmp_path_factory.mktemp("study") / "study.sqlite")
     store = RunStore(path)
     spec = StudySpec(STUDY, METHODS, seeds=SEEDS, preset="tiny",
                      overrides={"epochs": 1, "iters_per_epoch": 3}, evaluate=True, eval_preset="tiny")
     summary = run_study(store, spec)
-    for t in threading.enumerate():  # the study's evaluation coordinator ends once all are done
-        if t.name == f"study-{STUDY}":
-            t.join(10)
     ids = sorted(r.id for r in store.list_runs(group=STUDY))
     store.close()
     return path, summary, ids
@@ -75,6 +75,8 @@ def test_tiny_study_runs_to_the_end_with_evaluations(study_template):
     evals = store.evaluations(ids)
     assert sorted(evals["run_id"]) == ids and set(evals["status"]) == {"finished"}
     assert evals["test_acc"].between(0, 1).all() and (evals["params"] > 0).all()
+    assert evals["pid"].notna().all() and os.getpid() not in set(evals["pid"])  # worker processes
+    assert not any(t.name.startswith("study-") for t in threading.enumerate())
     a = summary["agreement"]
     assert 0.0 <= a["within"] <= 1.0 and 0.0 <= a["across"] <= 1.0
 
@@ -336,6 +338,8 @@ def test_compare_page_any_runs_mode(study_db):
 
 
 def test_compare_evaluate_button_evaluates_in_the_background(study_db):
+    """The button queues the evaluation with the RunManager: it trains in a worker process, the
+    page shows it going and offers Stop, then shows the result."""
     path, ids = study_db
     store = RunStore(str(path))
     rid = ids[0]
@@ -348,13 +352,25 @@ def test_compare_evaluate_button_evaluates_in_the_background(study_db):
     at.button(key="cmp_evaluate").click().run()
     assert not at.exception
     job = at.session_state["compare_eval_job"]
-    job["thread"].join(120)
-    assert job["done"] == [rid] and not job["failed"]
+    assert list(job["evals"]) == [rid]
+    eid = job["evals"][rid]
+    if store.get_evaluation(eid)["status"] in ("queued", "running"):
+        assert any("Evaluating (0 of 1 done" in i.value for i in at.info)
+        assert at.button(key="cmp_evaluate").disabled and not at.button(key="cmp_eval_stop").disabled
+        assert "Live ·" in _texts(at)
+    deadline = time.monotonic() + 120
+    while store.get_evaluation(eid)["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, "the evaluation did not end"
+        time.sleep(0.2)
+    row = store.get_evaluation(eid)
+    assert row["status"] == "finished", row["error"]
+    assert row["pid"] not in (None, os.getpid())
     at.run()
     assert len(store.evaluations([rid])) == before + 1
     assert 0 <= store.get_run(rid).summary["test_acc"] <= 1
     assert at.multiselect(key="cmp_eval_pick").value == []
     assert at.button(key="cmp_evaluate").disabled
+    assert "Last evaluation: 1 runs with preset `tiny`" in _texts(at)
 
 
 def test_new_study_with_one_method_shows_the_error_and_creates_nothing(app_db):

@@ -9,7 +9,7 @@ import torch
 from core.config import make_config
 from core.data import load_dataset
 from core.evalnet import EvalNetwork, count_parameters
-from core.evaluate import cutout, evaluate_genotype, make_eval_config
+from core.evaluate import cutout, evaluate_genotype, evaluate_run, make_eval_config, run_evaluation
 from core.genotype import DARTS_V2
 from core.search import Search
 from core.store import RunStore
@@ -64,3 +64,28 @@ def test_cli_evaluate_stores_result(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "core", "--db", str(db), "evaluate", "999"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "run_id" in bad.stderr
+
+
+def test_a_queued_evaluation_row_is_taken_stopped_or_failed_in_place(tmp_path):
+    """What a worker does with a queued row (RunManager.evaluate): running with its pid, then
+    stopped (InterruptedError) or failed (the message), in the same row."""
+    import dataclasses
+    import os
+
+    store = RunStore(tmp_path / "q.sqlite")
+    cfg = make_config("tiny", "darts", epochs=1, iters_per_epoch=2)
+    rid = store.create_run(cfg)
+    Search(cfg, store, rid).run()
+    eid = store.create_evaluation(rid, dataclasses.asdict(make_eval_config("tiny")), status="queued")
+    assert store.get_evaluation(eid)["status"] == "queued"
+    with pytest.raises(InterruptedError):
+        run_evaluation(store, eid, should_stop=lambda: True)
+    row = store.get_evaluation(eid)
+    assert row["status"] == "stopped" and row["pid"] == os.getpid() and row["started"] is not None
+    bad = store.create_evaluation(rid, {"preset": "tiny", "layers": 1}, status="queued")
+    with pytest.raises(ValueError, match="layers"):
+        run_evaluation(store, bad)
+    assert store.get_evaluation(bad)["status"] == "failed" and "layers" in store.get_evaluation(bad)["error"]
+    with pytest.raises(KeyError):
+        evaluate_run(store, 999, make_eval_config("tiny"))
+    assert len(store.evaluations([rid])) == 2 and "test_acc" not in store.get_run(rid).summary

@@ -30,6 +30,7 @@ from core.live import RunView
 from core.palette import OP_COLORS, PRUNED_COLOR, op_color
 from core.search import Search
 from core.store import RunStore
+from tests.test_live import lagrange  # noqa: F401  (a fixture: a made-up regularizer registered)
 
 ROOT = Path(__file__).resolve().parents[1]
 # One run per family: softmax + fixed, sigmoid + zero-one, CRB + informed + proximity (a high
@@ -253,20 +254,51 @@ def test_schedule_marks_every_architecture_step(views, method):
 
 def test_regularizer_charts_admm_updates(views):
     view = views["prime-admm"]
-    assert len(view.admm) == view.arch_steps > 0  # admm_every=1: one update per architecture step
+    assert len(view.updates) == view.arch_steps > 0  # admm_every=1: one update per architecture step
     terms, gap, admm = L.regularizer_charts(view)
-    res = admm.datasets["residuals"]
+    assert admm.spec["title"]["text"] == "ADMM updates"
+    res = admm.datasets["values"]
     primal = res[res["series"] == "primal ||A - Z||"]
-    assert primal["iteration"].tolist() == view.admm["step"].tolist()
-    assert (res["series"] == "||U||").sum() == len(view.admm)
-    assert admm.datasets["updates"]["iteration"].tolist() == view.admm["step"].tolist()  # a line each
+    assert primal["iteration"].tolist() == view.updates["step"].tolist()
+    assert primal["value"].tolist() == view.updates["admm_primal"].tolist()
+    assert (res["series"] == "||U||").sum() == len(view.updates)
+    assert admm.datasets["updates"]["iteration"].tolist() == view.updates["step"].tolist()  # a line each
     assert admm.datasets["note"].empty
-    assert "admm penalty" in set(terms.datasets["terms"]["series"])
+    n = len(view.updates)
+    assert admm.caption == f"{n} ADMM update{'' if n == 1 else 's'}, one every 1 architecture step"
+    # the residuals are terms of the update steps, but not penalties
+    assert set(terms.datasets["terms"]["series"]) == {"admm penalty"}
     # the gap drawn where it changed (architecture steps), from the first row to the last
     g = view.steps[["step", "gap"]].dropna()
     drawn = g[g["gap"].diff().ne(0) | (g["step"] == g["step"].iloc[-1])]
     assert gap.datasets["gap"]["iteration"].tolist() == drawn["step"].tolist()
     assert gap.datasets["gap"]["value"].tolist() == pytest.approx(drawn["gap"].tolist())
+
+
+def test_a_regularizer_s_updates_are_charted_from_its_declaration(tmp_path, lagrange):
+    """A regularizer that declares update events gets its "<label> updates" chart with no edit
+    to the charts: its series, a line per update, and a note before the first."""
+    store = RunStore(tmp_path / "lagrange.sqlite")
+    run_id = store.create_run(make_config("tiny", "darts-prime", regularizer="lagrange", period=4))
+    store.add_steps(run_id, [{"step": 0, "arch_step": 1, "fi": 1.0, "gap": 1.0, "train_loss": 2.0,
+                              "penalty": 0.1, "terms": {"val_ce": 2.0, "lagrange": 0.1, "lam": 0.0}}])
+    view = RunView(store, run_id)
+    view.refresh()
+    chart = _vl_valid(L.regularizer_charts(view)[-1])
+    assert chart.spec["title"]["text"] == "Lagrange updates"
+    assert chart.datasets["note"]["text"].tolist() == ["no Lagrange update yet (every 4 architecture steps)"]
+    assert chart.caption == "0 Lagrange updates, one every 4 architecture steps"
+    store.add_events(run_id, [{"kind": "multiplier_update", "step": s, "message": "update",
+                               "data": {"lam": float(s), "slack": 1.0}} for s in (4, 8)])
+    view.refresh()
+    terms, _, chart = (_vl_valid(c) for c in L.regularizer_charts(view))
+    values = chart.datasets["values"]
+    assert values.groupby("series")["iteration"].apply(list).to_dict() == {"multiplier": [4, 8],
+                                                                         "slack": [4, 8]}
+    assert chart.datasets["updates"]["iteration"].tolist() == [4, 8] and chart.datasets["note"].empty
+    colour = next(layer["encoding"]["color"] for layer in chart.spec["layer"] if "color" in layer["encoding"])
+    assert colour["scale"]["domain"] == ["multiplier", "slack"]
+    assert set(terms.datasets["terms"]["series"]) == {"lagrange penalty"}  # its series are no penalty
 
 
 def test_regularizer_charts_without_admm(views):
@@ -473,7 +505,7 @@ def test_empty_and_unread_runs_wait(tmp_path):
     fresh.refresh()
     admm = _vl_valid(L.regularizer_charts(fresh)[-1])
     assert admm.datasets["note"]["text"].tolist() == ["no ADMM update yet (every 10 architecture steps)"]
-    assert admm.datasets["residuals"].empty and admm.caption.startswith("0 ADMM updates")
+    assert admm.datasets["values"].empty and admm.caption.startswith("0 ADMM updates")
 
 
 # ---- long runs -------------------------------------------------------------------------------------
@@ -509,8 +541,8 @@ def test_long_run_figures_stay_bounded(long_view):
                 assert df.groupby(["op", "series"]).size().max() <= L.GRID_MAX_POINTS, (name, key)
             elif key == "arch":
                 assert len(df) == view.arch_steps  # markers stay exact (under MAX_MARKERS)
-            elif key in ("updates", "residuals"):
-                assert len(df) == len(view.admm) * (2 if key == "residuals" else 1)
+            elif key in ("updates", "values"):
+                assert len(df) == len(view.updates) * (2 if key == "values" else 1)
             else:  # the penalty terms hold two series of up to MAX_POINTS each
                 assert len(df) <= F.MAX_POINTS * df["series"].nunique() if "series" in df else \
                     len(df) <= F.MAX_POINTS, (name, key, len(df))

@@ -15,6 +15,7 @@ from core.config import make_config
 from core.data import load_dataset
 from core.live import MAX_REFRESH_S, REFRESH_S, RunView, primitives_for, refresh_seconds
 from core.ops import DARTS_PRIMITIVES
+from core.regularizers import REGULARIZERS, Regularizer, UpdateEvents
 from core.search import Callback, Search
 from core.store import RunStore
 
@@ -108,6 +109,58 @@ def test_primitives_for_configs():
     no_none = [p for p in DARTS_PRIMITIVES if p != "none"]
     assert primitives_for({"activation": "sigmoid", "include_none": False}) == no_none
     assert primitives_for({"activation": "crb", "include_none": True}) == no_none
+
+
+# ---- a regularizer's own update events ----------------------------------------------------------
+class Lagrange(Regularizer):
+    """A made-up regularizer with update events of its own: registered only for a test (the
+    ``lagrange`` fixture), to show that the view and the charts follow its declaration."""
+    name = "lagrange"
+    updates = UpdateEvents(kind="multiplier_update", label="Lagrange",
+                           series=(("lam", "multiplier"), ("slack", "slack")), every_field="period")
+
+
+@pytest.fixture
+def lagrange(monkeypatch):
+    monkeypatch.setitem(REGULARIZERS._items, "lagrange", Lagrange)
+    return Lagrange
+
+
+def _update_events(step: int) -> list[dict]:
+    return [{"kind": "multiplier_update", "step": step, "message": "update",
+             "data": {"lam": 0.5 * step, "slack": 1.0 / step}},
+            {"kind": "admm_update", "step": step, "message": "update",
+             "data": {"admm_primal": 1.0, "admm_dual": 2.0}}]
+
+
+def test_view_collects_the_update_events_its_regularizer_declares(store, lagrange):
+    run_id = store.create_run(make_config("tiny", "darts-prime", regularizer="lagrange"))
+    view = RunView(store, run_id)
+    view.refresh()
+    assert view.update_events is Lagrange.updates
+    assert list(view.updates.columns) == ["step", "lam", "slack"] and view.updates.empty
+    store.add_events(run_id, _update_events(2))
+    view.refresh()
+    store.add_events(run_id, _update_events(5))
+    store.take()
+    view.refresh()  # incremental: only the new events are read, and appended
+    assert store.take()["events"] == (2, 2)
+    # the other kind is another regularizer's: kept among the events, not among the updates
+    assert view.updates.to_dict("list") == {"step": [2.0, 5.0], "lam": [1.0, 2.5], "slack": [0.5, 0.2]}
+    assert len(view.events) == 4
+
+
+def test_view_updates_follow_the_run_regularizer(store):
+    admm = store.create_run(make_config("tiny", "prime-admm"))
+    none = store.create_run(make_config("tiny", "darts"))
+    for run_id in (admm, none):
+        store.add_events(run_id, _update_events(3))
+    views = {run_id: RunView(store, run_id) for run_id in (admm, none)}
+    for view in views.values():
+        view.refresh()
+    assert views[admm].updates.to_dict("list") == {"step": [3.0], "admm_primal": [1.0], "admm_dual": [2.0]}
+    assert views[none].update_events is None and list(views[none].updates.columns) == ["step"]
+    assert views[none].updates.empty
 
 
 # ---- incremental refresh ----------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """Hand-checked values for activations, schedules, regularizers, discretization, genotypes."""
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from core.activations import create_activation, list_activations
+from core.activations import ACTIVATIONS, create_activation, list_activations
+from core.config import SearchConfig, make_config
 from core.discretize import derive_genotype, project_discrete, select_edges
 from core.genotype import DARTS_V1, DARTS_V2, Genotype, GenotypeError
 from core.ops import DARTS_PRIMITIVES, create_op, list_ops
-from core.regularizers import ADMM, create_regularizer, discretization_gap, list_regularizers
-from core.schedules import FixedSchedule, InformedSchedule, train_fraction
+from core.registry import Registry
+from core.regularizers import (ADMM, REGULARIZERS, StepReport, create_regularizer, discretization_gap,
+                               list_regularizers)
+from core.schedules import SCHEDULES, FixedSchedule, InformedSchedule, list_schedules, train_fraction
 
 PRIMS = list(DARTS_PRIMITIVES)
 NO_NONE = [p for p in PRIMS if p != "none"]
@@ -66,6 +70,72 @@ def test_activation_init_and_range(name):
     assert (w >= lo).all() and (w <= hi).all()
     if name == "crb":
         assert abs(float(a.mean()) - 1 / 7) < 1e-3
+    s = act.sample(a)  # what a training forward pass uses
+    assert s.shape == (14, 7) and torch.isfinite(s).all() and (s >= lo).all() and (s <= hi).all()
+    if not act.stochastic:  # a deterministic activation samples its own weights
+        torch.testing.assert_close(s, w, rtol=0, atol=0)
+
+
+# ---- building parts from the config ------------------------------------------------------
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(SearchConfig)}
+FAMILIES: dict[str, tuple[Registry, list[str]]] = {
+    "activation": (ACTIVATIONS, list_activations()), "schedule": (SCHEDULES, list_schedules()),
+    "regularizer": (REGULARIZERS, list_regularizers())}
+
+
+def _extra(family: str) -> dict:
+    return {"primitives": PRIMS} if family == "regularizer" else {}
+
+
+@pytest.mark.parametrize("family,name", [(f, n) for f, (_, names) in FAMILIES.items() for n in names])
+def test_every_part_is_built_from_the_config_fields_it_declares(family, name):
+    registry, _ = FAMILIES[family]
+    declared = registry.get(name).config_fields
+    assert set(declared.values()) <= CONFIG_FIELDS, f"{name} reads a field SearchConfig lacks"
+    part = registry.create_from_config(name, SearchConfig(**{family: name}), **_extra(family))
+    assert part.name == name
+    assert registry.config_kwargs(name, SearchConfig()) == {
+        kw: getattr(SearchConfig(), field) for kw, field in declared.items()}
+
+
+def test_parts_read_their_own_settings_from_the_config():
+    cfg = make_config("tiny", "prime-admm", period=7, multiplier=1.2, ewma=0.3, init_threshold=5.0,
+                      seed_threshold=False, rho=0.4, admm_every=3, admm_decay=0.5, gumbel_tau=0.3)
+    informed = SCHEDULES.create_from_config("informed", cfg)
+    assert (informed.period, informed.multiplier, informed.ewma, informed.threshold,
+            informed.seed_threshold) == (7, 1.2, 0.3, 5.0, False)
+    assert SCHEDULES.create_from_config("fixed", cfg).period == 7
+    admm = REGULARIZERS.create_from_config("admm", cfg, primitives=NO_NONE)
+    assert (admm.rho, admm.every, admm.decay, admm.primitives) == (0.4, 3, 0.5, NO_NONE)
+    prox = REGULARIZERS.create_from_config("proximity", cfg.replace(discretization="threshold",
+                                                                    op_threshold=0.7), primitives=PRIMS)
+    assert (prox.rho, prox.rule, prox.threshold) == (0.4, "threshold", 0.7)
+    assert ACTIVATIONS.create_from_config("gumbel", cfg).tau == 0.3
+    with pytest.raises(TypeError, match="rho"):  # a setting comes from the config, once
+        REGULARIZERS.create_from_config("admm", cfg, primitives=PRIMS, rho=1.0)
+    with pytest.raises(KeyError, match="valid: .*informed"):
+        SCHEDULES.create_from_config("cosine", cfg)
+
+
+def test_gumbel_samples_around_softmax():
+    torch.manual_seed(0)
+    act = create_activation("gumbel", tau=0.5)
+    alpha = torch.randn(14, 8)
+    torch.testing.assert_close(act(alpha), torch.softmax(alpha, -1))  # the deterministic form
+    a, b = act.sample(alpha), act.sample(alpha)
+    assert not torch.equal(a, b), "each call draws a fresh sample"
+    torch.testing.assert_close(a.sum(-1), torch.ones(14))
+    torch.manual_seed(1)
+    c = act.sample(alpha)
+    torch.manual_seed(1)
+    torch.testing.assert_close(act.sample(alpha), c, rtol=0, atol=0)  # torch's seeded generator
+    # The mean of many samples' argmax follows softmax(alpha) (Gumbel-max), at any tau.
+    torch.manual_seed(2)
+    row = torch.tensor([[1.0, 0.0, -1.0]]).expand(20000, 3)
+    picks = act.sample(row).argmax(-1).bincount(minlength=3).float() / 20000
+    torch.testing.assert_close(picks, torch.softmax(row[0], -1), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="tau"):
+        create_activation("gumbel", tau=0.0)
 
 
 # ---- schedules -------------------------------------------------------------------------
@@ -194,16 +264,19 @@ def test_admm_z_always_valid_cell_and_residuals():
             v += 0.3 * torch.randn_like(v)
         r = reg.after_arch_step(alphas, act)
         reports.append(r)
-        if r is None:
+        if r.event is None:
+            assert r == StepReport()  # nothing to record between updates
             continue
+        assert r.event.kind == ADMM.updates.kind and r.event.data == r.terms
+        assert tuple(r.event.data) == ADMM.updates.keys  # what the class declares it carries
         for Z in reg.Z.values():
             assert Z.sum() == 8 and ((Z == 0) | (Z == 1)).all()
             assert (Z.sum(1) <= 1).all()
             for rows in ([0, 1], [2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12, 13]):
                 assert Z[rows].sum() == 2  # two edges per node
-    assert [r is not None for r in reports] == [False, True] * 3  # every 2nd step, exactly
+    assert [r.event is not None for r in reports] == [False, True] * 3  # every 2nd step, exactly
     A = act(alphas["normal"])
-    assert reports[-1]["admm_primal"] > 0 and reports[-1]["admm_dual"] > 0
+    assert reports[-1].terms["admm_primal"] > 0 and reports[-1].terms["admm_dual"] > 0
     # penalty is rho/2 * ||A - Z + U|| summed over cell types
     p = reg.penalty({k: act(v) for k, v in alphas.items()}, 0.0)
     want = sum(float(torch.linalg.vector_norm(act(alphas[k]) - reg.Z[k] + reg.U[k])) for k in alphas)
@@ -260,6 +333,27 @@ def test_every_regularizer_gives_finite_gradient(name):
         return
     p.backward()
     assert torch.isfinite(p) and all(torch.isfinite(v.grad).all() for v in alphas.values())
+
+
+@pytest.mark.parametrize("name", list_regularizers())
+def test_every_regularizer_reports_only_the_events_it_declares(name):
+    """Events come from the regularizer's report as is; their kind and series are what its class
+    declares (the live view and the monitor read nothing else), and the cadence field it names
+    is a config field."""
+    decl = REGULARIZERS.get(name).updates
+    assert decl is None or (decl.every_field in CONFIG_FIELDS and len(set(decl.keys)) == len(decl.series))
+    every = {decl.every_field: 1} if decl is not None and decl.every_field else {}
+    cfg = make_config("tiny", "darts-prime", regularizer=name, **every)  # an update every step
+    reg = REGULARIZERS.create_from_config(name, cfg, primitives=PRIMS)
+    act = create_activation("softmax")
+    alphas = {"normal": torch.randn(14, 8), "reduce": torch.randn(14, 8)}
+    reg.setup(alphas, {k: act(v) for k, v in alphas.items()})
+    events = [r.event for r in (reg.after_arch_step(alphas, act) for _ in range(3)) if r.event]
+    if decl is None:
+        assert events == []
+    else:
+        assert len(events) == 3 and all(e.kind == decl.kind and tuple(e.data) == decl.keys
+                                        for e in events)
 
 
 # ---- genotype ----------------------------------------------------------------------------

@@ -238,4 +238,6 @@ def test_demo_targets_medians_and_verdicts():
     assert (crb["time_ok"], crb["arch_steps_ok"], crb["pruned_ok"], crb["settled_ok"]) == (True,) * 4
     assert crb["separated_ok"] is None  # a CRB target it is not
     assert darts["separated_edges"] == 0.45 and darts["separated_ok"] is False
+    slow = check_targets([run("darts", 0, seconds=260, cpu_seconds=150, arch_steps=120)])[0]
+    assert slow["time_ok"] is True  # judged on CPU seconds where the store has them
     assert darts["pruned_ok"] is None and darts["settled_ok"] is None and darts["arch_steps_ok"] is None

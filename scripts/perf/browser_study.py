@@ -1,7 +1,7 @@
 """Launches a study from the Compare page in headless Chromium and waits for it to finish.
 
-    python scripts/perf/browser_study.py --methods darts,darts-prime,prime-crb,prime-admm --seeds 3 \
-        --preset demo --name demo-4x3 --evaluate [--db runs/explorer.sqlite]
+    python scripts/perf/browser_study.py --methods darts,fairdarts,darts-prime,prime-crb,prime-admm \
+        --seeds 3 --preset demo --name demo-5x3 --evaluate [--db runs/explorer.sqlite]
 
 Prints the study summary (the same numbers the page shows) and the wall time; screenshots
 the Compare page at the end into screenshots/study_<name>.png.
@@ -18,9 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.compare import study_summary  # noqa: E402
-from core.store import RunStore, default_db_path  # noqa: E402
+from core.store import EVAL_ACTIVE_STATUSES, RunStore, default_db_path  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
-
 
 
 def main() -> None:
@@ -78,7 +77,7 @@ def main() -> None:
                 if runs:
                     done = all(r.status in ("finished", "failed", "stopped") for r in runs)
                     evals = store.evaluations([r.id for r in runs])
-                    ev_done = (evals["status"] != "running").sum() if len(evals) else 0
+                    ev_done = (~evals["status"].isin(EVAL_ACTIVE_STATUSES)).sum() if len(evals) else 0
                     need = sum(r.status == "finished" for r in runs) if args.evaluate else 0
                     print(f"{time.time() - launched:6.0f}s runs {sum(r.status == 'finished' for r in runs)}"
                           f"/{len(runs)} evaluations {ev_done}/{need}", file=sys.stderr, flush=True)

@@ -5,9 +5,10 @@ through RunStore in bulk; an informed-schedule run: an architecture step every ~
 weights recorded at each, CRB pruning, ADMM updates every 10 architecture steps, a genotype
 whenever the derived cell changes, epoch ends every 400 iterations), then times
 ``RunView(store, id).refresh()``, ``core.figures.monitor_figures(view)`` and
-``core.line_charts.monitor_line_charts(view)``. DESIGN.md's target: under a second. Wall and CPU
-seconds are both printed (a busy machine inflates the first). Serialising the figures to JSON
-and the line charts' datasets to Arrow (what the page sends) is timed apart.
+``core.line_charts.monitor_line_charts(view)``. The target (docs/design.md, "Rules the code
+keeps"): under a second. Wall and CPU seconds are both printed (a busy machine inflates the
+first). Serialising the figures to JSON and the line charts' datasets to Arrow (what the page
+sends) is timed apart.
 
     python scripts/perf/render_bench.py [--iterations 20000] [--method prime-admm] [--repeat 3]
 """
@@ -21,7 +22,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from core.config import make_config  # noqa: E402
 from core.discretize import derive_genotype  # noqa: E402
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 best = times
         print(f"rows: {len(view.steps)} steps, {view.arch_steps} architecture steps, "
               f"{len(view.alpha_steps['normal'])} weight records per cell, {len(view.genotypes)} "
-              f"genotypes, {len(view.events)} events ({len(view.pruned)} pruned, {len(view.admm)} ADMM)")
+              f"genotypes, {len(view.events)} events ({len(view.pruned)} pruned, {len(view.updates)} regularizer updates)")
         for k, v in best.items():
             print(f"  {k:28s} {v:7.3f} s")
         print(f"figure JSON and chart data: {size / 1e6:.2f} MB")
