@@ -22,7 +22,7 @@ import app_state  # noqa: E402
 # on a fresh server it is ready about that much sooner for the first "Run the demo".
 manager = app_state.get_manager()
 
-from core.device import pick_device  # noqa: E402
+from core.engine.device import pick_device  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

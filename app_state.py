@@ -16,13 +16,13 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import ConfigError, SearchConfig, make_config, parse_value
-from core.runner import RunManager
-from core.store import RunStore, default_db_path
+from core.engine.config import ConfigError, SearchConfig, make_config, parse_value
+from core.runs.runner import RunManager
+from core.runs.store import RunStore, default_db_path
 
 # ---- session-state keys ---------------------------------------------------------------------
 RUN_ID = "monitor_run_id"          # the run the monitor shows (mirrors the URL query RUN_QUERY)
-VIEWS = "run_views"                # {(db path, run id): core.live.RunView}, one per run watched
+VIEWS = "run_views"                # {(db path, run id): core.viz.live.RunView}, one per run watched
 LAUNCH_VALUES = "launch_values"    # the Launch form's values, kept across page switches
 LAUNCH_ESTIMATE = "launch_estimate"  # {"config": json, "seconds": float, ...} of the last calibration
 LAUNCH_ESTIMATE_JOB = "launch_estimate_job"  # {"path": store, "job": n}: a calibration still going
@@ -118,7 +118,7 @@ def open_in_monitor(run_id: int) -> None:
 
 def run_view(run_id: int) -> Any:
     """The RunView of a run, kept in session state so each refresh fetches only new rows."""
-    from core.live import RunView
+    from core.viz.live import RunView
 
     views = st.session_state.setdefault(VIEWS, {})
     store = get_store()
@@ -142,3 +142,28 @@ def show_flash() -> None:
     if item:
         kind, message = item
         getattr(st, kind, st.info)(message)
+
+
+# ---- what several pages draw or write alike --------------------------------------------------
+def format_duration(seconds: float | None) -> str:
+    """"42 s", "3 min 05 s", "2 h 04 min"; "—" when unknown."""
+    if seconds is None or seconds != seconds:
+        return "—"
+    seconds = int(round(max(0.0, seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def first_line(text: Any) -> str:
+    """The first line of an error text (the rest is a traceback), or ""."""
+    lines = text.strip().splitlines() if isinstance(text, str) else []
+    return lines[0] if lines else ""
+
+
+def show_plotly(fig: Any, key: str, mode_bar_on_hover: bool = False) -> None:
+    """A Plotly figure with the project's chart settings (no Streamlit theme, no Plotly logo)."""
+    config = {"displaylogo": False, **({"displayModeBar": "hover"} if mode_bar_on_hover else {})}
+    st.plotly_chart(fig, key=key, theme=None, config=config)

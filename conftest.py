@@ -1,4 +1,4 @@
-"""Process-wide test settings: one torch thread (2-core machines; see core/device.py)."""
+"""Process-wide test settings: one torch thread (2-core machines; see core/engine/device.py)."""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

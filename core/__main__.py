@@ -11,7 +11,14 @@ import threading
 import time
 from typing import Any, Sequence
 
-from core.config import ConfigError, SearchConfig, list_methods, list_presets, make_config, parse_value
+from core.engine.config import (
+    ConfigError,
+    SearchConfig,
+    list_methods,
+    list_presets,
+    make_config,
+    parse_value,
+)
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -82,9 +89,9 @@ class _ProgressBar:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from core.device import configure_threads
-    from core.search import Search
-    from core.store import RunStore
+    from core.engine.device import configure_threads
+    from core.engine.search import Search
+    from core.runs.store import RunStore
 
     config = build_config(args)
     store = RunStore(args.db)
@@ -115,7 +122,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from core.store import RunStore
+    from core.runs.store import RunStore
     runs = RunStore(args.db).list_runs(group=args.group)
     if args.json:
         print(json.dumps([{"id": r.id, "name": r.name, "group": r.group, "method": r.method,
@@ -130,8 +137,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.export import export_run
-    from core.store import RunStore
+    from core.runs.store import RunStore
+    from core.viz.export import export_run
     store = RunStore(args.db)
     try:
         text = export_run(store, args.run_id, args.format, cell_type=args.cell)
@@ -150,7 +157,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from core.bench import bench
+    from core.runs.bench import bench
     config = build_config(args)
     results = bench(config, iters=args.iters, warmup=args.warmup, compare_plain=args.compare,
                     threads=args.threads)
@@ -209,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if getattr(args, "db", None) is None:
-        from core.store import default_db_path
+        from core.runs.store import default_db_path
         args.db = default_db_path()
     try:
         return args.func(args)
@@ -219,9 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.device import configure_threads
-    from core.evaluate import evaluate_run, make_eval_config
-    from core.store import RunStore
+    from core.engine.device import configure_threads
+    from core.engine.evaluate import make_eval_config
+    from core.runs.evaluation import evaluate_run
+    from core.runs.store import RunStore
 
     try:
         base = make_eval_config(args.preset)
@@ -270,9 +278,11 @@ def _study_method_lines(m: dict[str, Any]) -> str:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from core.device import configure_threads
-    from core.store import RunStore
-    from core.study import StudySpec, run_study
+    from core.engine.device import configure_threads
+    from core.runs.runner import run_study
+    from core.runs.store import RunStore
+    from core.runs.study import StudySpec
+    from core.viz.compare import study_summary
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     name = args.name or f"study-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -282,7 +292,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     spec.validate()
     configure_threads(0)
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
-    summary = run_study(RunStore(args.db), spec, max_concurrent=args.concurrency, progress=log)
+    store, t0 = RunStore(args.db), time.time()
+    ids = run_study(store, spec, max_concurrent=args.concurrency, progress=log)
+    summary = {**study_summary(store, ids), "seconds": time.time() - t0}
     if args.json:
         print(json.dumps({"study": name, **summary}, default=str))
         return 0

@@ -13,16 +13,17 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from core import compare
-from core import compare_figures as cf
-from core.activations import list_activations
-from core.config import METHODS, ConfigError, list_methods, list_presets, make_config
-from core.evaluate import list_eval_presets, make_eval_config
-from core.genotype import CELL_TYPES
-from core.regularizers import list_regularizers
-from core.schedules import list_schedules
-from core.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES, FINAL_STATUSES
-from core.study import MAX_METHODS, MAX_SEEDS, MIN_METHODS, MIN_SEEDS, StudySpec, launch_study
+from core.engine.activations import list_activations
+from core.engine.config import METHODS, ConfigError, list_methods, list_presets, make_config
+from core.engine.evaluate import list_eval_presets, make_eval_config
+from core.engine.genotype import CELL_TITLES, CELL_TYPES
+from core.engine.regularizers import list_regularizers
+from core.engine.schedules import list_schedules
+from core.runs.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES, FINAL_STATUSES
+from core.runs.study import MAX_METHODS, MAX_SEEDS, MIN_METHODS, MIN_SEEDS, StudySpec, launch_study
+from core.viz import compare
+from core.viz import compare_figures as cf
+from core.viz.cells import genotype_dot
 
 # ---- session state and URL (plain keys survive page switches; widget keys do not) -------------
 STUDY = "compare_study"          # the study or group shown; mirrors the URL query STUDY_QUERY
@@ -48,7 +49,6 @@ CURVES = [  # (step column or 'size', title, y axis)
     ("penalty", "Regularizer penalty", "penalty"),
     ("size", "Architecture size", "parameters"),
 ]
-CELL_TITLES = {"normal": "normal", "reduce": "reduction"}
 CELL_HEIGHT = 210  # pixels per drawn cell
 READING_NOTES = """
 **Reading the curves**
@@ -79,7 +79,7 @@ def _genotypes(path: str, run_id: int, version: Any) -> pd.DataFrame:
 
 
 class _CachedReads:
-    """The two readers core.compare.method_curves calls, memoised per run until the run writes
+    """The two readers core.viz.compare.method_curves calls, memoised per run until the run writes
     again: a refresh re-reads only live runs, not every ended run of a large study."""
 
     def __init__(self, records: list[Any]):
@@ -109,11 +109,6 @@ def _job_rows(job: dict[str, Any]) -> pd.DataFrame:
     """The evaluation rows of this session's job, in the order they were asked for."""
     evals = store.evaluations(job["ids"])
     return evals[evals["id"].isin(list(job["evals"].values()))]
-
-
-def _first_line(text: Any) -> str:
-    lines = text.strip().splitlines() if isinstance(text, str) else []
-    return lines[0] if lines else ""
 
 
 def _evaluating(run_ids: list[int]) -> bool:
@@ -340,10 +335,6 @@ def _sync_query(study: str | None = None, runs: list[int] | None = None) -> None
 
 
 # ---- the comparison --------------------------------------------------------------------------
-def _plot(fig: Any, key: str) -> None:
-    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
-
-
 def _progress(records: list[Any], evals: pd.DataFrame, spec: dict[str, Any] | None,
               live: bool) -> None:
     st.subheader("1 · Progress")
@@ -396,7 +387,7 @@ def _curves(runs: pd.DataFrame, records: list[Any], colors: dict[str, str]) -> d
         cols = st.columns(2)
         for (col, _, _), slot in zip(row, cols):
             with slot:
-                _plot(figs[col], f"cmp_curve_{col}")
+                app_state.show_plotly(figs[col], f"cmp_curve_{col}")
     with cols[1]:  # the slot next to the size chart
         st.markdown(READING_NOTES)
     return figs
@@ -432,7 +423,7 @@ def _cells(runs: pd.DataFrame, colors: dict[str, str]) -> None:
                         continue
                     for ct in cell_types:
                         # one height for every cell, so that cells compare at a glance
-                        st.graphviz_chart(gt.to_dot(ct, title=CELL_TITLES[ct]), width="stretch",
+                        st.graphviz_chart(genotype_dot(gt, ct, title=CELL_TITLES[ct]), width="stretch",
                                           height=CELL_HEIGHT)
 
 
@@ -449,7 +440,7 @@ def _agreement(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     else:  # a large matrix takes the full width; the summary goes below it
         left, right = st.container(), st.container()
     with left:
-        _plot(fig, "cmp_agreement")
+        app_state.show_plotly(fig, "cmp_agreement")
     with right:
         m = st.columns(2)
         fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
@@ -466,7 +457,7 @@ def _agreement(runs: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
     return fig, mm
 
 
-# What a search did, as the tables show it: (label, help) per column of core.compare's tables.
+# What a search did, as the tables show it: (label, help) per column of core.viz.compare's tables.
 _WHAT_IT_DID = {
     "pruned_ops": ("pruned ops", "Operations pruned for good by the search's end (CRB prunes an op "
                    "whose weight reaches 0); 0 for methods that never prune."),
@@ -482,7 +473,7 @@ _WHAT_IT_DID = {
     "arch_steps": ("arch steps", "Architecture (alpha) steps taken: every iteration or every "
                    "`period` iterations under the fixed schedule, when FI says under the informed one."),
 }
-# Per-method table: core.compare.method_table's columns -> (label, help). Means over seeds.
+# Per-method table: core.viz.compare.method_table's columns -> (label, help). Means over seeds.
 METHOD_COLUMNS = {
     "val_acc_mean": ("supernet val acc", "Supernet accuracy on the architecture split at the last "
                      "epoch end, mean over seeds."),
@@ -496,7 +487,7 @@ METHOD_COLUMNS = {
     **{f"{k}_mean": (label, help + " Mean over seeds.") for k, (label, help) in _WHAT_IT_DID.items()},
     "seconds_mean": ("wall time (s)", "Search time, mean over seeds."),
 }
-# Per-run table: core.compare.runs_table's columns -> (label, help).
+# Per-run table: core.viz.compare.runs_table's columns -> (label, help).
 RUN_COLUMNS = {
     "val_acc": ("val acc", "Supernet accuracy on the architecture split at the last epoch end."),
     "test_acc": ("test acc", "Test accuracy of the final cell trained from scratch (evaluation)."),
@@ -546,7 +537,7 @@ def _method_table(runs: pd.DataFrame, spec: dict[str, Any] | None, colors: dict[
     cols = st.columns(3)
     for (k, fig), col in zip(figs.items(), cols):
         with col:
-            _plot(fig, f"cmp_bar_{k}")
+            app_state.show_plotly(fig, f"cmp_bar_{k}")
     _evaluate_controls(runs, spec)
     with st.expander(f"Per-run results ({len(runs)} runs)"):
         st.dataframe(runs, hide_index=True, key="cmp_runs_table", column_config={
@@ -606,7 +597,7 @@ def _evaluate_controls(runs: pd.DataFrame, spec: dict[str, Any] | None) -> None:
             failed = rows[rows["status"] != "finished"]
             if len(failed):
                 st.warning(f"Evaluated {len(done)} of {len(job['ids'])} runs; " + "; ".join(
-                    f"#{int(r.run_id)} {r.status}: {_first_line(r.error) or r.status}"
+                    f"#{int(r.run_id)} {r.status}: {app_state.first_line(r.error) or r.status}"
                     for r in failed.itertuples()), icon=":material/warning:")
             else:
                 st.caption(f"Last evaluation: {len(done)} runs with preset `{job['preset']}`.")

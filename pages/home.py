@@ -4,11 +4,12 @@ from __future__ import annotations
 import streamlit as st
 
 import app_state
-from core.config import ConfigError
-from core.device import pick_device
-from core.genotype import DARTS_V2
-from core.ops import OP_DESCRIPTIONS
-from core.palette import op_key_spec
+from core.engine.config import ConfigError
+from core.engine.device import pick_device
+from core.engine.genotype import DARTS_V2
+from core.engine.ops import OP_DESCRIPTIONS
+from core.viz.cells import genotype_dot
+from core.viz.palette import op_key_spec
 
 app_state.ensure_app_navigation()
 
@@ -59,7 +60,7 @@ with right:
 st.subheader("What a search shows")
 cell, key = st.columns([3, 2], gap="large")
 with cell:
-    st.graphviz_chart(DARTS_V2.to_dot("normal", title="Normal cell of DARTS (second order), CIFAR-10"))
+    st.graphviz_chart(genotype_dot(DARTS_V2, "normal", title="Normal cell of DARTS (second order), CIFAR-10"))
     st.caption("The Monitor draws the normal and the reduction cell a search derives, and redraws "
                "them as they change. This one is the cell DARTS found on CIFAR-10 (Liu et al., "
                "2019): c_{k-2} and c_{k-1} are the two previous cells' outputs, each node takes two "

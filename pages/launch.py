@@ -11,12 +11,20 @@ from typing import Any
 import streamlit as st
 
 import app_state
-from core.activations import list_activations
-from core.config import (GROUPS, ConfigError, SearchConfig, field_info, list_methods, list_presets,
-                         method_fields, preset_fields)
 from core.data import get_dataset_spec, list_datasets
-from core.regularizers import list_regularizers
-from core.schedules import list_schedules
+from core.engine.activations import list_activations
+from core.engine.config import (
+    GROUPS,
+    ConfigError,
+    SearchConfig,
+    field_info,
+    list_methods,
+    list_presets,
+    method_fields,
+    preset_fields,
+)
+from core.engine.regularizers import list_regularizers
+from core.engine.schedules import list_schedules
 
 app_state.ensure_app_navigation()
 
@@ -69,7 +77,7 @@ def _apply_preset() -> None:
 
 
 def _reset_form() -> None:
-    from core.config import make_config
+    from core.engine.config import make_config
 
     _set_fields(make_config(st.session_state[PRESET_KEY], st.session_state[METHOD_KEY]).to_dict())
 
@@ -77,7 +85,7 @@ def _reset_form() -> None:
 def _init_state() -> None:
     """Widget values survive page switches through LAUNCH_VALUES (keyed widget state is dropped
     when its page is not shown)."""
-    from core.config import make_config
+    from core.engine.config import make_config
 
     saved = st.session_state.get(app_state.LAUNCH_VALUES) or {}
     st.session_state.setdefault(METHOD_KEY, saved.get(METHOD_KEY, DEFAULT_METHOD))
@@ -181,15 +189,6 @@ def _estimate_poll(job: int) -> None:
     st.rerun()  # ended: the page shows the figure (or the error)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
 # ---- page ------------------------------------------------------------------------------------
 st.title("Launch a search")
 app_state.show_flash()
@@ -258,7 +257,7 @@ est = st.session_state.get(app_state.LAUNCH_ESTIMATE)
 if est and job is None:
     stale = config is None or json.loads(est["config"]) != json.loads(config.to_json())
     ec2.markdown(
-        f"About **{_duration(est['seconds'])}**: {est['iterations']} iterations × "
+        f"About **{app_state.format_duration(est['seconds'])}**: {est['iterations']} iterations × "
         f"{est['sec_per_iter']:.2f} s on {est['device']}"
         + (" — *settings changed since; estimate again*" if stale else "")
         + ". Runs already going share the machine and slow each other.")

@@ -1,8 +1,8 @@
 """Monitor: one run, watched live. Status, progress and controls, then the panels of
 docs/algorithms.md "What to plot, live", refreshed about once a second (once an iteration when
-iterations are further apart, core.live.refresh_seconds) by a fragment that reads only the rows
-written since its last refresh (core.live.RunView, kept per run in session state). Under each
-panel one line says what to watch for in this run, worded from its config and data (core.hints)."""
+iterations are further apart, core.viz.live.refresh_seconds) by a fragment that reads only the rows
+written since its last refresh (core.viz.live.RunView, kept per run in session state). Under each
+panel one line says what to watch for in this run, worded from its config and data (core.viz.hints)."""
 from __future__ import annotations
 
 import time
@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from core import figures, hints, line_charts
-from core.genotype import CELL_TITLES, CELL_TYPES
-from core.live import MAX_REFRESH_S, REFRESH_S, refresh_seconds
-from core.store import ACTIVE_STATUSES
+from core.engine.genotype import CELL_TITLES, CELL_TYPES
+from core.runs.store import ACTIVE_STATUSES
+from core.viz import figures, hints, line_charts
+from core.viz.live import MAX_REFRESH_S, REFRESH_S, refresh_seconds
 
 app_state.ensure_app_navigation()
 
@@ -30,17 +30,6 @@ STATUS_COLORS = {"running": "green", "queued": "blue", "paused": "orange", "fini
 
 store = app_state.get_store()
 manager = app_state.get_manager()
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:
-        return "—"
-    seconds = int(round(max(0.0, seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _is_live(run) -> bool:
@@ -119,9 +108,9 @@ def _progress(view, run) -> tuple[float, str]:
     frac = min(1.0, done / total) if total else 0.0
     eta = _eta(view.steps, total) if run.status == "running" else None
     elapsed = run.duration
-    text = f"{done} / {total or '?'} iterations · elapsed {_duration(elapsed)}"
+    text = f"{done} / {total or '?'} iterations · elapsed {app_state.format_duration(elapsed)}"
     if run.status == "running":
-        text += f" · ETA {_duration(eta)}"
+        text += f" · ETA {app_state.format_duration(eta)}"
     return frac, text
 
 
@@ -150,12 +139,8 @@ def _controls(run) -> None:
             st.rerun()
 
 
-def _plot(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False, "displayModeBar": "hover"})
-
-
 def _line(chart, key: str, stretch: bool = True) -> None:
-    """A Vega-Lite line chart of core.line_charts and its caption, or why it is empty. Its spec
+    """A Vega-Lite line chart of core.viz.line_charts and its caption, or why it is empty. Its spec
     stays the same while rows arrive, so the browser swaps the data in place each second. Each
     sits in a container of its own: Streamlit matches elements by their place in their block,
     and an element that appears or goes before a chart (a notice, the first genotype's chart)
@@ -237,11 +222,11 @@ class Frame:
     genotypes: int = 0           # genotypes derived so far (the history slider's range)
     changes: pd.DataFrame | None = None  # the change log, when shown
     events: pd.DataFrame | None = None   # the events table, when shown
-    hints: dict[str, str] = field(default_factory=dict)  # panel -> what to watch for (core.hints)
+    hints: dict[str, str] = field(default_factory=dict)  # panel -> what to watch for (core.viz.hints)
 
 
 def _hint(frame: Frame, panel: str) -> None:
-    """The panel's line of what to watch for in this run (core.hints), under the panel."""
+    """The panel's line of what to watch for in this run (core.viz.hints), under the panel."""
     text = frame.hints.get(panel)
     if text:
         st.caption(f":material/lightbulb: {text}")
@@ -252,7 +237,7 @@ def _weights_panel(frame: Frame, opts: ViewOptions) -> None:
                  help="Cell type, view (lines over time or a heatmap of the latest weights) and "
                       "zoom: in the sidebar.")
     if opts.heatmap:
-        _plot(frame.weights, f"w_heat_{opts.cell}")
+        app_state.show_plotly(frame.weights, f"w_heat_{opts.cell}", mode_bar_on_hover=True)
     else:
         _line(frame.weights, f"w_grid_{opts.cell}", stretch=False)
     _hint(frame, "weights")
@@ -373,7 +358,7 @@ def _build(view, run_id: int, opts: ViewOptions) -> Frame:
 
 
 def _pace_changed(view, every: float) -> bool:
-    """Whether the run's pace has moved its refresh interval (core.live.refresh_seconds) by
+    """Whether the run's pace has moved its refresh interval (core.viz.live.refresh_seconds) by
     more than a fifth since the page chose it, and long enough ago that the page may be redrawn
     for it: Streamlit sets a fragment's interval when the page runs."""
     want = refresh_seconds(view.steps)
@@ -385,7 +370,7 @@ def _pace_changed(view, every: float) -> bool:
 def _panels(run_id: int, started_live: bool, drawn_status: str, opts: ViewOptions,
             every: float | None = None) -> None:
     """Everything that moves while the run goes, redrawn every ``every`` seconds: once a second,
-    or once an iteration when iterations are further apart (core.live.refresh_seconds). What
+    or once an iteration when iterations are further apart (core.viz.live.refresh_seconds). What
     changes only with the run's status (heading, notices, controls) stays out of here: each
     element redrawn costs the browser at every refresh, on the cores the search runs on
     (docs/performance.md)."""

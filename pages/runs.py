@@ -13,10 +13,10 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from core.evaluate import list_eval_presets, make_eval_config
-from core.export import export_run
-from core.genotype import CELL_TYPES
-from core.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES
+from core.engine.evaluate import list_eval_presets, make_eval_config
+from core.engine.genotype import CELL_TYPES
+from core.runs.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES
+from core.viz.export import export_run
 
 app_state.ensure_app_navigation()
 
@@ -56,11 +56,6 @@ def _export(run_id: int, fmt: str, cell_type: str = "normal") -> str | None:
         return None  # no genotype yet, or the run was deleted meanwhile
 
 
-def _first_line(text: str | None) -> str:
-    lines = text.strip().splitlines() if isinstance(text, str) else []
-    return lines[0] if lines else ""
-
-
 def _eval_table(evals: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for e in evals.itertuples():
@@ -70,7 +65,7 @@ def _eval_table(evals: pd.DataFrame) -> pd.DataFrame:
                      "seconds": None if pd.isna(e.seconds) else round(float(e.seconds), 1),
                      # while queued the row holds the app's pid: no worker to name yet
                      "process": None if pd.isna(e.pid) or e.pid == os.getpid() else int(e.pid),
-                     "error": _first_line(e.error)})
+                     "error": app_state.first_line(e.error)})
     return pd.DataFrame(rows)
 
 
@@ -97,7 +92,7 @@ def _evaluation_status(run_id: int, started_live: bool) -> None:
     if len(evals):
         last = evals.iloc[-1]
         if last["status"] == "failed":
-            st.error(f"Evaluation #{int(last['id'])} failed: {_first_line(last['error'])}",
+            st.error(f"Evaluation #{int(last['id'])} failed: {app_state.first_line(last['error'])}",
                      icon=":material/error:")
             with st.expander("Evaluation error details"):
                 st.code(last["error"] or "", language=None)

@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         runs = json.loads(Path(args.json).read_text())["runs"]
     elif args.db and args.group:
-        from core.compare import study_summary
-        from core.store import RunStore
+        from core.runs.store import RunStore
+        from core.viz.compare import study_summary
         store = RunStore(args.db)
         runs = study_summary(store, [r.id for r in store.list_runs(group=args.group)])["runs"]
     else:

@@ -28,9 +28,9 @@ logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").add
 @pytest.fixture(scope="session")
 def finished_template(tmp_path_factory) -> tuple[str, int]:
     """(path, run id) of a store holding one tiny DARTS-PRIME search run to completion."""
-    from core.config import make_config
-    from core.search import Search
-    from core.store import RunStore
+    from core.engine.config import make_config
+    from core.engine.search import Search
+    from core.runs.store import RunStore
 
     path = str(tmp_path_factory.mktemp("template") / "finished.sqlite")
     store = RunStore(path)
@@ -82,7 +82,7 @@ RUNNING_UNTIL = 5  # the simulated running run has iterations 0..RUNNING_UNTIL
 def running_db(app_db, finished_template):
     """The app's store holds one run marked running by another (CLI) process, with its first
     RUNNING_UNTIL + 1 iterations; yields (path, run id)."""
-    from core.store import RunStore
+    from core.runs.store import RunStore
 
     copy_store(finished_template[0], str(app_db))
     run_id = finished_template[1]

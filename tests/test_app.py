@@ -13,15 +13,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from core.activations import list_activations
-from core.config import GROUPS, field_info, list_methods, list_presets, make_config
 from core.data import list_datasets
-from core.export import export_run
-from core.ops import DARTS_PRIMITIVES
-from core.palette import OP_COLORS
-from core.regularizers import list_regularizers
-from core.schedules import list_schedules
-from core.store import RunStore
+from core.engine.activations import list_activations
+from core.engine.config import GROUPS, field_info, list_methods, list_presets, make_config
+from core.engine.ops import DARTS_PRIMITIVES
+from core.engine.regularizers import list_regularizers
+from core.engine.schedules import list_schedules
+from core.runs.store import RunStore
+from core.viz.export import export_run
+from core.viz.palette import OP_COLORS
 from tests.conftest import RUNNING_UNTIL, new_app
 from tests.helpers import page_texts as _texts
 
@@ -365,10 +365,10 @@ def test_monitor_change_log_and_events_are_drawn_once_opened(finished_db):
 
 
 def test_monitor_shows_what_to_watch_for_under_each_panel(finished_db):
-    """One caption per panel, worded by core.hints from this run's config and rows: the tiny
+    """One caption per panel, worded by core.viz.hints from this run's config and rows: the tiny
     DARTS-PRIME run is softmax, informed and proximity, and each line states its numbers."""
-    from core import hints
-    from core.live import RunView
+    from core.viz import hints
+    from core.viz.live import RunView
 
     path, run_id = finished_db
     store = _store(path)
@@ -394,7 +394,7 @@ def test_monitor_shows_what_to_watch_for_under_each_panel(finished_db):
 
 
 def test_monitor_running_run_gains_points_on_refresh(running_db, finished_template, monkeypatch):
-    from core import line_charts
+    from core.viz import line_charts
 
     built = []  # the schedule chart's builds: one per refresh that brought new rows
     schedule_chart = line_charts.schedule_chart

@@ -14,15 +14,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from core import compare
-from core import compare_figures as cf
-from core.config import ConfigError
-from core.figures import agreement
-from core.measures import separated_share, separation
-from core.genotype import DARTS_V1, DARTS_V2
-from core.runner import RunManager
-from core.store import RunStore
-from core.study import StudySpec, launch_study, run_study
+from core.engine.config import ConfigError
+from core.engine.genotype import DARTS_V1, DARTS_V2
+from core.engine.measures import separated_share, separation
+from core.runs.runner import RunManager, run_study
+from core.runs.store import RunStore
+from core.runs.study import StudySpec, launch_study
+from core.viz import compare
+from core.viz import compare_figures as cf
+from core.viz.figures import agreement
 from tests.conftest import copy_store, new_app
 from tests.helpers import page_texts as _texts
 
@@ -30,7 +30,7 @@ STUDY = "tiny-study"
 METHODS = ["darts", "darts-prime"]
 SEEDS = 2
 PAGE = "pages/compare.py"
-# core.compare.method_curves averages grid points no seed has reached yet (NaN by design).
+# core.viz.compare.method_curves averages grid points no seed has reached yet (NaN by design).
 pytestmark = [pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning"),
               pytest.mark.filterwarnings("ignore:Degrees of freedom <= 0:RuntimeWarning")]
 
@@ -44,8 +44,10 @@ def study_template(tmp_path_factory) -> tuple[str, dict, list[int]]:
     store = RunStore(path)
     spec = StudySpec(STUDY, METHODS, seeds=SEEDS, preset="tiny",
                      overrides={"epochs": 1, "iters_per_epoch": 3}, evaluate=True, eval_preset="tiny")
-    summary = run_study(store, spec)
-    ids = sorted(r.id for r in store.list_runs(group=STUDY))
+    ids = run_study(store, spec)
+    assert sorted(ids) == sorted(r.id for r in store.list_runs(group=STUDY))
+    summary = compare.study_summary(store, ids)
+    ids = sorted(ids)
     store.close()
     return path, summary, ids
 
@@ -112,7 +114,7 @@ def test_agreement_of_the_two_darts_cells_is_counted_by_hand():
 
 def _synthetic_runs(store: RunStore, series: dict[str, list[list[float]]]):
     """Runs named '<method>-s<seed>' in one group with the given gap values at steps 0, 1, ..."""
-    from core.config import make_config
+    from core.engine.config import make_config
 
     for method, seeds in series.items():
         for seed, values in enumerate(seeds):
@@ -416,8 +418,8 @@ def _crb_runs(store: RunStore):
     """Two seeds of a CRB method in group 'synthetic': seed 0 stored before summaries held the
     figures (rows only: steps, alphas, pruned events, genotypes), seed 1 with a full summary and
     no rows, and a third run, live, whose summary still holds a previous session's end."""
-    from core.config import make_config
-    from core.live import primitives_for
+    from core.engine.config import make_config
+    from core.viz.live import primitives_for
 
     cfg = make_config("tiny", "prime-crb")
     prims = primitives_for(cfg.to_dict())

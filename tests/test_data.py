@@ -1,4 +1,4 @@
-"""Datasets, the restricted CIFAR unpickler, and BatchStream (core/data.py)."""
+"""Datasets, the restricted CIFAR unpickler, and BatchStream (core/data/)."""
 from __future__ import annotations
 
 import builtins
@@ -103,7 +103,7 @@ def test_digits_test_part_fixed_across_seeds(digits: ImageData):
 
 def test_digits_test_part_disjoint_from_train():
     # The split is by index, so the parts are disjoint by construction; check it on the indices.
-    from core.data import TEST_FRACTION, TEST_SPLIT_SEED, _stratified_split
+    from core.data.images import TEST_FRACTION, TEST_SPLIT_SEED, _stratified_split
 
     y = torch.arange(1797) % 10
     tr, te = _stratified_split(y, TEST_FRACTION, TEST_SPLIT_SEED)
@@ -535,7 +535,7 @@ def test_batch_stream_rejects_bad_indices(digits: ImageData):
 def test_digits_raw_arrays():
     """The direct read of sklearn's bundled digits file has load_digits's content (checked on
     known facts, since importing scikit-learn alone takes ~2 s)."""
-    from core.data import _digits_arrays
+    from core.data.digits import _digits_arrays
 
     images, target = _digits_arrays()
     assert images.shape == (1797, 8, 8) and target.shape == (1797,)

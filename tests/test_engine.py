@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import ConfigError, make_config
-from core.genotype import Genotype
-from core.runner import RunManager
-from core.search import Search
-from core.store import RunStore
-from core.supernet import Supernet
+from core.engine.config import ConfigError, make_config
+from core.engine.genotype import Genotype
+from core.engine.search import Search
+from core.engine.supernet import Supernet
+from core.runs.runner import RunManager
+from core.runs.store import RunStore
 
 METHODS = ["darts", "fairdarts", "darts-prime", "prime-crb", "prime-admm"]
 
@@ -238,7 +238,7 @@ def test_nan_loss_stops_run_with_clear_error(store, monkeypatch):
     s.setup()
     orig = s.w_stream.next
     monkeypatch.setattr(s.w_stream, "next", lambda: (orig()[0] * float("nan"), orig()[1]))
-    from core.search import NonFiniteError
+    from core.engine.search import NonFiniteError
     with pytest.raises(NonFiniteError, match="NaN|nan"):
         s.run()
 
@@ -323,7 +323,7 @@ def test_search_process_whose_parent_is_gone_is_interrupted_and_resumes(store):
     """The end of the worker's stdin means its app went away: it stops, resumable."""
     cfg = make_config("tiny", "darts", epochs=3, iters_per_epoch=4, log_every=1)
     rid = store.create_run(cfg, status="queued")
-    proc = subprocess.Popen([sys.executable, "-m", "core.worker", "--db", store.path, "--run", str(rid)],
+    proc = subprocess.Popen([sys.executable, "-m", "core.runs.worker", "--db", store.path, "--run", str(rid)],
                             stdin=subprocess.PIPE)
     _wait_for_iterations(store, rid, 5)  # past the first epoch's checkpoint
     proc.stdin.close()
@@ -345,7 +345,7 @@ def test_search_process_whose_parent_is_gone_is_interrupted_and_resumes(store):
 def test_demo_departures_table_and_presets():
     """The demo is the departures table; the paper preset keeps the paper's values; FairDARTS's
     preset follows its own code."""
-    from core.config import DEMO_DEPARTURES, departure_table
+    from core.engine.config import DEMO_DEPARTURES, departure_table
 
     for method in METHODS:
         demo, paper = make_config("demo", method), make_config("paper", method)

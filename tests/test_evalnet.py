@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core import evalnet
-from core.evalnet import EvalNetwork, architecture_size, count_parameters, drop_path
-from core.genotype import DARTS_V1, DARTS_V2, Genotype
-from core.ops import Identity, list_ops
+from core.engine import evalnet
+from core.engine.evalnet import EvalNetwork, architecture_size, count_parameters, drop_path
+from core.engine.genotype import DARTS_V1, DARTS_V2, Genotype
+from core.engine.ops import Identity, list_ops
 
 DARTS_V2_PARAMS = 3_349_342  # DARTS train.py "param size = 3.349342MB" (aux head excluded)
 
@@ -180,8 +180,8 @@ def test_aux_pool_always_gives_2x2(size: int) -> None:
 
 
 def test_architecture_size_equals_built_network_for_random_genotypes():
-    from core.discretize import derive_genotype
-    from core.ops import DARTS_PRIMITIVES
+    from core.engine.discretize import derive_genotype
+    from core.engine.ops import DARTS_PRIMITIVES
 
     gen = torch.Generator().manual_seed(0)
     for _ in range(4):

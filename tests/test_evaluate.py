@@ -6,13 +6,14 @@ import sys
 import pytest
 import torch
 
-from core.config import make_config
 from core.data import load_dataset
-from core.evalnet import EvalNetwork, count_parameters
-from core.evaluate import cutout, evaluate_genotype, evaluate_run, make_eval_config, run_evaluation
-from core.genotype import DARTS_V2
-from core.search import Search
-from core.store import RunStore
+from core.engine.config import make_config
+from core.engine.evalnet import EvalNetwork, count_parameters
+from core.engine.evaluate import cutout, evaluate_genotype, make_eval_config
+from core.engine.genotype import DARTS_V2
+from core.engine.search import Search
+from core.runs.evaluation import evaluate_run, run_evaluation
+from core.runs.store import RunStore
 
 
 def test_evaluate_genotype_tiny():

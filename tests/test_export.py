@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from core.__main__ import main
-from core.config import make_config
-from core.export import RUN_FIGURES, export_run, run_figures
-from core.live import primitives_for
-from core.search import Search
-from core.store import RunStore
+from core.engine.config import make_config
+from core.engine.search import Search
+from core.runs.store import RunStore
+from core.viz.export import RUN_FIGURES, export_run, run_figures
+from core.viz.live import primitives_for
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import make_config
-from core.discretize import derive_genotype, edge_rows, project_discrete, select_edges
-from core.evalnet import Cell, EvalNetwork, architecture_size, count_parameters, validate_genotype
-from core.figures import genotype_changes
-from core.genotype import DARTS_V2, Genotype, GenotypeError
-from core.live import RunView
-from core.ops import DARTS_PRIMITIVES
-from core.regularizers import create_regularizer, discretization_gap
-from core.search import Search
-from core.store import RunStore
+from core.engine.config import make_config
+from core.engine.discretize import derive_genotype, edge_rows, project_discrete, select_edges
+from core.engine.evalnet import (
+    Cell,
+    EvalNetwork,
+    architecture_size,
+    count_parameters,
+    validate_genotype,
+)
+from core.engine.genotype import DARTS_V2, Genotype, GenotypeError
+from core.engine.ops import DARTS_PRIMITIVES
+from core.engine.regularizers import REGULARIZERS, discretization_gap
+from core.engine.search import Search
+from core.runs.store import RunStore
+from core.viz.cells import genotype_dot
+from core.viz.figures import genotype_changes
+from core.viz.live import RunView
 
 NO_NONE = [p for p in DARTS_PRIMITIVES if p != "none"]  # FairDARTS's op list, in its order
 OP = {op: k for k, op in enumerate(NO_NONE)}
@@ -156,15 +163,15 @@ def test_empty_threshold_cell():
     g = derive_genotype(w, w, NO_NONE, rule="threshold")
     assert g.normal == () and g.computed_nodes("normal") == () and g.output_states("normal") == ()
     # drawn as four greyed nodes and no edge
-    assert g.steps("normal") == 4 and "->" not in g.to_dot("normal")
-    assert g.to_dot("normal").count('style="filled,dashed"') == 4
+    assert g.steps("normal") == 4 and "->" not in genotype_dot(g, "normal")
+    assert genotype_dot(g, "normal").count('style="filled,dashed"') == 4
     assert Genotype.parse(str(g)) == g and Genotype.from_json(g.to_json()) == g
     with pytest.raises(ValueError, match="2 per node"):
         validate_genotype(g)
     A = torch.tensor(w)
     assert float(discretization_gap({"normal": A}, NO_NONE, "threshold")) == \
         pytest.approx(float(torch.linalg.vector_norm(A)))
-    reg = create_regularizer("proximity", primitives=NO_NONE, rho=0.1, rule="threshold", threshold=0.85)
+    reg = REGULARIZERS.create("proximity", primitives=NO_NONE, rho=0.1, rule="threshold", threshold=0.85)
     assert float(reg.penalty({"normal": A}, 1.0)) == pytest.approx(0.05 * float(torch.linalg.vector_norm(A)))
 
 
@@ -181,7 +188,7 @@ def test_published_cells_text_json_and_drawing(name):
     assert Genotype.parse(g.to_json()) == g
     for ct in ("normal", "reduce"):
         validate_genotype(g)
-        dot = g.to_dot(ct)
+        dot = genotype_dot(g, ct)
         # one edge per pair, one into c_{k} per computed node of concat
         assert dot.count("->") == len(g.cell(ct)) + len(g.output_states(ct))
         graph = g.to_networkx(ct)
@@ -201,14 +208,14 @@ def test_published_cells_layouts_and_skipped_inputs():
     assert not g["FairDARTS_a"].is_darts_layout("normal") and g["FairDARTS_a"].is_darts_layout("reduce")
     # FairDARTS_a normal: node 3 has no input, so no edge into the output from it (3 of 4).
     a = g["FairDARTS_a"]
-    assert a.output_states("normal") == (2, 4, 5) and a.to_dot("normal").count("->") == 4 + 3
+    assert a.output_states("normal") == (2, 4, 5) and genotype_dot(a, "normal").count("->") == 4 + 3
     # FairDARTS_c normal: node 3 has no input; node 5's skip_connect from node 3 is skipped (as
     # DCOCell does), so the normal cell builds 5 of its 6 ops and concatenates 3 nodes.
     c = g["FairDARTS_c"]
     assert c.computed_nodes("normal") == (2, 4, 5)
     cell = Cell(c, 16, 16, 8, reduction=False, reduction_prev=False)
     assert len(cell._ops) == 5 and cell.multiplier == 3
-    assert 'style=dotted' in c.to_dot("normal")  # the unused edge is drawn dotted
+    assert 'style=dotted' in genotype_dot(c, "normal")  # the unused edge is drawn dotted
 
 
 @pytest.mark.parametrize("name", list(FAIRDARTS))
@@ -255,7 +262,7 @@ def test_hand_cell_and_unreached_nodes_build():
     assert net.cells[0].multiplier == 1 and len(net.cells[0]._ops) == 1
     assert architecture_size(chain, 8, 5, 5) == count_parameters(net)
     assert net(torch.randn(2, 3, 16, 16))[0].shape == (2, 5)
-    dot = chain.to_dot("normal")
+    dot = genotype_dot(chain, "normal")
     assert dot.count("->") == 2 + 1 and dot.count("style=dotted") == 1
 
 

@@ -1,4 +1,4 @@
-"""core.figures and core.line_charts on real tiny runs (one per method family) and on a synthetic
+"""core.viz.figures and core.viz.line_charts on real tiny runs (one per method family) and on a synthetic
 20,000-iteration run: what a user checks on the monitor page — one panel per edge, one colour per
 op from the palette, pruned ops grey, one marker per architecture step, ADMM updates, bounded
 points; and that a line chart's spec does not change as rows arrive (the browser then swaps
@@ -20,16 +20,17 @@ import pytest
 import torch
 from streamlit.dataframe_util import convert_anything_to_arrow_bytes
 
-from core import figures as F
-from core import line_charts as L
-from core.activations import ACTIVATIONS
-from core.config import make_config
 from core.data import load_dataset
-from core.genotype import DARTS_V1, DARTS_V2, Genotype
-from core.live import RunView
-from core.palette import OP_COLORS, PRUNED_COLOR, op_color
-from core.search import Search
-from core.store import RunStore
+from core.engine.activations import ACTIVATIONS
+from core.engine.config import make_config
+from core.engine.genotype import DARTS_V1, DARTS_V2, Genotype
+from core.engine.search import Search
+from core.runs.store import RunStore
+from core.viz import figures as F
+from core.viz import line_charts as L
+from core.viz.cells import genotype_dot
+from core.viz.live import RunView
+from core.viz.palette import OP_COLORS, PRUNED_COLOR, op_color
 from tests.test_live import lagrange  # noqa: F401  (a fixture: a made-up regularizer registered)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -399,8 +400,8 @@ def _with(g: Genotype, cell: str, k: int, pair) -> Genotype:
 
 
 def test_op_key_is_valid_vega_lite_in_the_palette():
-    from core.ops import DARTS_PRIMITIVES, OP_DESCRIPTIONS
-    from core.palette import op_key_spec
+    from core.engine.ops import DARTS_PRIMITIVES, OP_DESCRIPTIONS
+    from core.viz.palette import op_key_spec
 
     assert list(OP_DESCRIPTIONS) == list(DARTS_PRIMITIVES)
     spec = op_key_spec(OP_DESCRIPTIONS)
@@ -462,7 +463,7 @@ def test_cell_dot_of_each_genotype_has_its_own_node_ids(tmp_path):
     # for two cells redrawn each second); the monitor's cells share none, with the same labels.
     view = _genotype_store(tmp_path, [DARTS_V1, DARTS_V2])
     node = re.compile(r'^  "([^"]+)" \[(?:label="([^"]+)", )?', re.M)
-    plain = {m.group(1) for m in node.finditer(DARTS_V2.to_dot("normal"))}
+    plain = {m.group(1) for m in node.finditer(genotype_dot(DARTS_V2, "normal"))}
     assert plain == {"c_{k-2}", "c_{k-1}", "0", "1", "2", "3", "c_{k}"}
     drawn = [dict(node.findall(F.cell_dot(view, "normal", index=i))) for i in (0, 1)]
     for ids in drawn:

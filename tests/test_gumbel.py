@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.activations import create_activation, list_activations
-from core.config import make_config
 from core.data import load_dataset
-from core.search import Callback, Search
-from core.store import RunStore
-from core.supernet import Supernet
+from core.engine.activations import create_activation, list_activations
+from core.engine.config import make_config
+from core.engine.search import Callback, Search
+from core.engine.supernet import Supernet
+from core.runs.store import RunStore
 from tests.conftest import new_app
 
 

@@ -1,4 +1,4 @@
-"""The Monitor's per-panel hints (core.hints) on views of small real runs: each sentence states
+"""The Monitor's per-panel hints (core.viz.hints) on views of small real runs: each sentence states
 what the store holds for that run (pruned ops, architecture steps, ADMM updates, genotype
 changes, epoch ends), follows the run's config, and is built without reading the store."""
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from core import hints
-from core.config import make_config
-from core.live import RunView
-from core.measures import separation
-from core.search import Search
-from core.store import RunStore
+from core.engine.config import make_config
+from core.engine.measures import separation
+from core.engine.search import Search
+from core.runs.store import RunStore
+from core.viz import hints
+from core.viz.live import RunView
 
 # name -> (method preset, overrides). Epochs of 6 iterations: a few seconds each on one thread.
 RUNS = {
@@ -172,7 +172,7 @@ def test_hints_read_only_what_the_view_holds(runs, monkeypatch):
     views = {name: _view(store, rid) for name, rid in ids.items()}
 
     def no_query(*a, **k):
-        raise AssertionError("core.hints read the store")
+        raise AssertionError("core.viz.hints read the store")
 
     for method in ("steps", "alphas", "genotypes", "events", "get_run", "list_runs"):
         monkeypatch.setattr(store, method, no_query)
@@ -197,7 +197,7 @@ def test_a_run_without_rows_gets_sentences_that_say_so(tmp_path):
 
 def test_the_proportions_are_those_of_the_weights(runs):
     """The numbers in the sentences are the view's own: the softmax median equals
-    core.measures.separation of the latest weights of both cells."""
+    core.engine.measures.separation of the latest weights of both cells."""
     store, ids = runs
     view = _view(store, ids["darts"])
     latest = {ct: view.alphas[ct][-1] for ct in ("normal", "reduce")}

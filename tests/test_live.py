@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from core.activations import list_activations
-from core.config import make_config
 from core.data import load_dataset
-from core.live import MAX_REFRESH_S, REFRESH_S, RunView, primitives_for, refresh_seconds
-from core.ops import DARTS_PRIMITIVES
-from core.regularizers import REGULARIZERS, Regularizer, UpdateEvents
-from core.search import Callback, Search
-from core.store import RunStore
+from core.engine.activations import list_activations
+from core.engine.config import make_config
+from core.engine.ops import DARTS_PRIMITIVES
+from core.engine.regularizers import REGULARIZERS, Regularizer, UpdateEvents
+from core.engine.search import Callback, Search
+from core.runs.store import RunStore
+from core.viz.live import MAX_REFRESH_S, REFRESH_S, RunView, primitives_for, refresh_seconds
 
 
 class SpyStore(RunStore):
@@ -95,7 +95,7 @@ def _fill(store, run_id, start, stop):
 # ---- primitives ------------------------------------------------------------------------------
 @pytest.mark.parametrize("activation", list_activations())
 def test_primitives_match_the_supernet(activation):
-    from core.supernet import Supernet
+    from core.engine.supernet import Supernet
 
     net = Supernet(2, 10, 3, activation=activation, in_channels=1)
     assert primitives_for({"activation": activation}) == net.primitives

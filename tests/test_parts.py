@@ -6,15 +6,27 @@ import numpy as np
 import pytest
 import torch
 
-from core.activations import ACTIVATIONS, create_activation, list_activations
-from core.config import SearchConfig, make_config
-from core.discretize import derive_genotype, project_discrete, select_edges
-from core.genotype import DARTS_V1, DARTS_V2, Genotype, GenotypeError
-from core.ops import DARTS_PRIMITIVES, create_op, list_ops
+from core.engine.activations import ACTIVATIONS, create_activation, list_activations
+from core.engine.config import SearchConfig, make_config
+from core.engine.discretize import derive_genotype, project_discrete, select_edges
+from core.engine.genotype import DARTS_V1, DARTS_V2, Genotype, GenotypeError
+from core.engine.ops import DARTS_PRIMITIVES, create_op, list_ops
+from core.engine.regularizers import (
+    ADMM,
+    REGULARIZERS,
+    StepReport,
+    discretization_gap,
+    list_regularizers,
+)
+from core.engine.schedules import (
+    SCHEDULES,
+    FixedSchedule,
+    InformedSchedule,
+    list_schedules,
+    train_fraction,
+)
 from core.registry import Registry
-from core.regularizers import (ADMM, REGULARIZERS, StepReport, create_regularizer, discretization_gap,
-                               list_regularizers)
-from core.schedules import SCHEDULES, FixedSchedule, InformedSchedule, list_schedules, train_fraction
+from core.viz.cells import genotype_dot
 
 PRIMS = list(DARTS_PRIMITIVES)
 NO_NONE = [p for p in PRIMS if p != "none"]
@@ -242,7 +254,7 @@ def test_project_discrete_is_one_hot_of_genotype():
 
 # ---- regularizers ----------------------------------------------------------------------
 def test_proximity_zero_on_discrete_and_hand_value():
-    reg = create_regularizer("proximity", primitives=PRIMS, rho=0.1)
+    reg = REGULARIZERS.create("proximity", primitives=PRIMS, rho=0.1)
     D = project_discrete(_weights(2), PRIMS)
     assert float(reg.penalty({"normal": D, "reduce": D}, progress=0.7)) == 0.0
     A = _weights(4)
@@ -315,9 +327,9 @@ def test_admm_never_chooses_a_pruned_op_and_keeps_its_dual_zero():
 
 def test_zero_one_and_entropy_hand_values():
     A = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
-    z = create_regularizer("zero_one", primitives=["a", "b"], zero_one_weight=10.0)
+    z = REGULARIZERS.create("zero_one", primitives=["a", "b"], zero_one_weight=10.0)
     assert float(z.penalty({"normal": A}, 0.0)) == pytest.approx(-10 * (0.25 + 0.25 + 0 + 0) / 4)
-    e = create_regularizer("entropy", primitives=["a", "b"], entropy_weight=1.0)
+    e = REGULARIZERS.create("entropy", primitives=["a", "b"], entropy_weight=1.0)
     assert float(e.penalty({"normal": A}, 0.0)) == pytest.approx(math.log(2) / 2, rel=1e-5)
 
 
@@ -325,7 +337,7 @@ def test_zero_one_and_entropy_hand_values():
 def test_every_regularizer_gives_finite_gradient(name):
     act = create_activation("sigmoid" if name == "zero_one" else "softmax")
     alphas = {"normal": torch.randn(14, 8, requires_grad=True), "reduce": torch.randn(14, 8, requires_grad=True)}
-    reg = create_regularizer(name, primitives=PRIMS)
+    reg = REGULARIZERS.create(name, primitives=PRIMS)
     reg.setup({k: v.detach() for k, v in alphas.items()}, {k: act(v).detach() for k, v in alphas.items()})
     p = reg.penalty({k: act(v) for k, v in alphas.items()}, 0.5)
     if name == "none":
@@ -373,7 +385,7 @@ def test_genotype_parse_never_evaluates():
 
 
 def test_genotype_dot_and_graph():
-    dot = DARTS_V2.to_dot("normal")
+    dot = genotype_dot(DARTS_V2, "normal")
     assert dot.count("->") == 8 + 4 and "sep_conv_3x3" in dot
     g = DARTS_V2.to_networkx("reduce")
     assert g.number_of_nodes() == 7

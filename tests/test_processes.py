@@ -14,11 +14,11 @@ import time
 
 import pytest
 
-from core.config import make_config
-from core.evaluate import make_eval_config
-from core.runner import RunManager
-from core.store import EVAL_ACTIVE_STATUSES, RunStore
-from core.study import StudySpec, launch_study
+from core.engine.config import make_config
+from core.engine.evaluate import make_eval_config
+from core.runs.runner import RunManager
+from core.runs.store import EVAL_ACTIVE_STATUSES, RunStore
+from core.runs.study import StudySpec, launch_study
 from tests.conftest import copy_store, new_app
 from tests.helpers import page_texts as _texts
 
@@ -122,7 +122,7 @@ def test_stopping_an_evaluation_from_the_runs_page(finished_db):
 
 def _corrupt_genotype(store: RunStore, run_id: int) -> None:
     """The run's genotype names an operation no network has (it still reads and exports)."""
-    from core.genotype import Genotype
+    from core.engine.genotype import Genotype
 
     g = store.genotypes(run_id)
     d = json.loads(g["genotype"].iloc[-1])
@@ -161,7 +161,7 @@ def test_an_evaluation_process_that_dies_is_failed_with_the_end_of_its_stderr(fi
         eid = mgr.evaluate(rid, LONG_EVAL)
         row = _wait_eval(store, eid, ("running",), timeout=120)
         os.kill(row["pid"], signal.SIGKILL)
-        assert mgr.wait_evaluation(eid, 30) and not mgr.evaluation_live(eid)
+        assert mgr.wait_evaluation(eid, 30)  # the manager saw the process end
         row = store.get_evaluation(eid)
         assert row["status"] == "failed" and "exited with code -9" in row["error"]
     finally:
@@ -200,7 +200,7 @@ def test_evaluations_queue_under_the_search_limit_and_a_queued_one_stops(finishe
         assert store.get_run(search).status == "queued"  # one slot for searches and evaluations
         assert store.get_evaluation(second)["pid"] == os.getpid()  # held by this app while queued
         mgr.stop_evaluation(second)
-        assert store.get_evaluation(second)["status"] == "stopped" and not mgr.evaluation_live(second)
+        assert store.get_evaluation(second)["status"] == "stopped" and mgr.wait_evaluation(second, 0)
         _wait_eval(store, first, ("running",), timeout=120)
         mgr.stop_evaluation(first)
         assert mgr.wait_evaluation(first, 60)
@@ -214,7 +214,7 @@ def test_an_evaluation_whose_app_is_gone_is_interrupted(finished_store):
     """The end of the worker's stdin means its app went away (as for a search)."""
     store, rid = finished_store
     eid = store.create_evaluation(rid, LONG_EVAL.__dict__, status="queued")
-    proc = subprocess.Popen([sys.executable, "-m", "core.worker", "--db", store.path,
+    proc = subprocess.Popen([sys.executable, "-m", "core.runs.worker", "--db", store.path,
                              "--evaluation", str(eid)], stdin=subprocess.PIPE)
     _wait_eval(store, eid, ("running",), timeout=120)
     proc.stdin.close()
@@ -241,7 +241,8 @@ def test_a_study_with_evaluate_evaluates_each_run_in_worker_processes(tmp_path):
             assert mgr.wait(rid, 180)
             # queued by the manager as the run ended, before its wait returned
             assert len(store.evaluations([rid])) == 1
-        assert mgr.wait_idle(240)
+        for eid in store.evaluations(ids)["id"]:
+            assert mgr.wait_evaluation(int(eid), 240)
     finally:
         mgr.shutdown()
     evals = store.evaluations(ids)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import make_config
-from core.store import RunStore
+from core.engine.config import make_config
+from core.runs.store import RunStore
 from scripts.perf.app_vs_cli import cli_sequences, descendants, pooled, watch_cost
 from scripts.perf.monitor_cost import Replay
 
@@ -94,7 +94,7 @@ def test_pool_on_the_command_line_reads_saved_batches_and_names_a_missing_file(t
     log.write_text("\n".join(json.dumps(d) for d in (
         {"cli_iters_per_s": 0.6, "app_iters_per_s": 0.6}, {"cli_iters_per_s": 0.5, "app_iters_per_s": 0.45},
         {"closing_cli_iters_per_s": 0.5})) + "\n")
-    script = [sys.executable, str(root / "scripts" / "app_vs_cli.py"), "--pool"]
+    script = [sys.executable, str(root / "scripts" / "perf" / "app_vs_cli.py"), "--pool"]
     ok = subprocess.run(script + [str(log)], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     out = json.loads(ok.stdout)
@@ -119,7 +119,7 @@ def test_replay_writes_a_stored_run_again_iteration_by_iteration(finished_templa
     import socket
     import sqlite3
 
-    from core.live import RunView
+    from core.viz.live import RunView
 
     src_path, src_id = finished_template
     src = RunStore(src_path)

@@ -42,9 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.store import RunStore  # noqa: E402
+from core.runs.store import RunStore  # noqa: E402
 from scripts.serve import CHARTS_JS, CHROMIUM_ARGS, app_server  # noqa: E402
-
 
 CELLS_JS = """() => document.querySelectorAll('[data-testid="stGraphVizChart"] svg').length"""
 

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.compare import study_summary  # noqa: E402
-from core.store import EVAL_ACTIVE_STATUSES, RunStore, default_db_path  # noqa: E402
+from core.runs.store import EVAL_ACTIVE_STATUSES, RunStore, default_db_path  # noqa: E402
+from core.viz.compare import study_summary  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from core.store import RunStore  # noqa: E402
+from core.runs.store import RunStore  # noqa: E402
 from scripts.perf.app_vs_cli import cpu_seconds, descendants  # noqa: E402
 from scripts.serve import CHROMIUM_ARGS, app_server  # noqa: E402
 

@@ -4,8 +4,8 @@ Builds a synthetic stored run of 20,000 iterations in a temporary SQLite file (r
 through RunStore in bulk; an informed-schedule run: an architecture step every ~11 iterations,
 weights recorded at each, CRB pruning, ADMM updates every 10 architecture steps, a genotype
 whenever the derived cell changes, epoch ends every 400 iterations), then times
-``RunView(store, id).refresh()``, ``core.figures.monitor_figures(view)`` and
-``core.line_charts.monitor_line_charts(view)``. The target (docs/design.md, "Rules the code
+``RunView(store, id).refresh()``, ``core.viz.figures.monitor_figures(view)`` and
+``core.viz.line_charts.monitor_line_charts(view)``. The target (docs/design.md, "Rules the code
 keeps"): under a second. Wall and CPU seconds are both printed (a busy machine inflates the
 first). Serialising the figures to JSON and the line charts' datasets to Arrow (what the page
 sends) is timed apart.
@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from core.config import make_config  # noqa: E402
-from core.discretize import derive_genotype  # noqa: E402
-from core.genotype import CELL_TYPES  # noqa: E402
-from core.live import RunView, primitives_for  # noqa: E402
-from core.store import RunStore  # noqa: E402
+from core.engine.config import make_config  # noqa: E402
+from core.engine.discretize import derive_genotype  # noqa: E402
+from core.engine.genotype import CELL_TYPES  # noqa: E402
+from core.runs.store import RunStore  # noqa: E402
+from core.viz.live import RunView, primitives_for  # noqa: E402
 
 
 def make_synthetic_run(store: RunStore, iterations: int = 20_000, method: str = "prime-admm",
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed rounds; the best is reported")
     args = p.parse_args(argv)
 
-    from core import figures, line_charts
+    from core.viz import figures, line_charts
 
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(os.path.join(tmp, "bench.sqlite"))

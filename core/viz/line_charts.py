@@ -1,6 +1,6 @@
 """Vega-Lite specs of the monitor's line charts: the per-edge operation weights, the schedule,
 the regularizers, the architecture size, the losses and accuracies (docs/algorithms.md "What to
-plot, live", panels 1 to 5; the weights' heatmap and the cells are in ``core.figures``).
+plot, live", panels 1 to 5; the weights' heatmap and the cells are in ``core.viz.figures``).
 
 These charts change while a run is live, so they are Vega-Lite rather than Plotly: Streamlit
 remounts a changed Plotly chart, while its Vega-Lite element keeps the view and swaps only the
@@ -10,8 +10,8 @@ everything that grows (points, marker sizes) is in ``spec["datasets"]``, and cou
 chart's caption.
 
 Each builder returns a ``LineChart`` (a spec with its datasets as DataFrames, and a caption), or
-None before the run has the rows it needs. Series are downsampled with ``core.figures.downsample``
-(the one rule); colours of ops come from ``core.palette``, of other series from ``SERIES``.
+None before the run has the rows it needs. Series are downsampled with ``core.viz.figures.downsample``
+(the one rule); colours of ops come from ``core.viz.palette``, of other series from ``SERIES``.
 """
 from __future__ import annotations
 
@@ -24,13 +24,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.figures import AXIS_LOOK, LOOK, MAX_POINTS, edge_index, edge_label, op_names, sample, y_range
-from core.live import RunView
-from core.palette import PRUNED_COLOR, op_color
-from core.regularizers import UpdateEvents
-from core.store import ACTIVE_STATUSES
+from core.engine.regularizers import UpdateEvents
+from core.runs.store import ACTIVE_STATUSES
+from core.viz.figures import (
+    AXIS_LOOK,
+    LOOK,
+    MAX_POINTS,
+    edge_index,
+    edge_label,
+    op_names,
+    sample,
+    y_range,
+)
+from core.viz.live import RunView
+from core.viz.palette import PRUNED_COLOR, op_color
 
-# The look of the Plotly charts (core.figures.LOOK), as Vega-Lite config; pages pass theme=None.
+# The look of the Plotly charts (core.viz.figures.LOOK), as Vega-Lite config; pages pass theme=None.
 TEXT = LOOK["font"]["color"]
 GRID = AXIS_LOOK["gridcolor"]
 CONFIG = {
@@ -49,7 +58,7 @@ X = {"field": "iteration", "type": "quantitative", "title": "iteration",
 HEIGHT = 230
 # Markers of discrete events (architecture steps) are drawn exactly up to this many.
 MAX_MARKERS = 5000
-# Colours of series that are not operations (ops use core.palette only).
+# Colours of series that are not operations (ops use core.viz.palette only).
 SERIES = {
     "fi": "#b8b8b8", "fi_ewma": "#252525", "threshold": "#e6550d", "arch": "#3182bd",
     "ratio": "#756bb1", "train": "#7f7f7f", "val": "#d95f02", "epoch": "#1b9e77",
@@ -406,7 +415,7 @@ def schedule_chart(view: RunView, max_points: int = MAX_POINTS) -> LineChart | N
 def regularizer_charts(view: RunView, max_points: int = MAX_POINTS) -> list[LineChart]:
     """The regularizer panel's charts: each penalty term (the ``penalty`` column and any other
     ``terms`` key) at architecture steps; the discretization gap ||A - D(A)||; and, for a
-    regularizer that declares update events (``core.regularizers.UpdateEvents``), their series
+    regularizer that declares update events (``core.engine.regularizers.UpdateEvents``), their series
     at each update with a dotted line at each update. Empty before the first row."""
     df = view.steps
     if df.empty:

@@ -124,10 +124,10 @@ class SearchConfig:
 
     # ---- validation --------------------------------------------------------------------
     def validate(self) -> None:
-        from core.activations import list_activations
         from core.data import list_datasets
-        from core.regularizers import list_regularizers
-        from core.schedules import list_schedules
+        from core.engine.activations import list_activations
+        from core.engine.regularizers import list_regularizers
+        from core.engine.schedules import list_schedules
 
         hints = typing.get_type_hints(SearchConfig)
         for f in fields(self):
@@ -195,7 +195,7 @@ class SearchConfig:
 
     @property
     def train_fraction(self) -> float:
-        from core.schedules import train_fraction
+        from core.engine.schedules import train_fraction
         return train_fraction(self.split, self.period)
 
 

@@ -1,5 +1,5 @@
 """Plotly figures of a comparison across methods and seeds (pure functions over the data of
-``core.compare``): seed-averaged curves with a mean +/- std band, the run x run genotype
+``core.viz.compare``): seed-averaged curves with a mean +/- std band, the run x run genotype
 agreement heatmap, and per-method bars with error bars.
 
 Each method keeps one colour in every figure of a page: ``method_colors`` hands them out from
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.figures import AXIS_LOOK, LOOK, MARGIN, waiting_figure
+from core.viz.figures import AXIS_LOOK, LOOK, MARGIN, waiting_figure
 
 # One colour per method, in order of appearance (Okabe & Ito 2008).
 METHOD_PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00",
@@ -43,7 +43,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 
 def _layout(fig: go.Figure, title: str | None, height: int, legend: bool = True) -> go.Figure:
-    """Title on the first line, a horizontal legend on the second, as core.figures does."""
+    """Title on the first line, a horizontal legend on the second, as core.viz.figures does."""
     top = 80 if legend and title else 50
     fig.update_layout({**LOOK, "template": None})  # None: no template at all (JSON {})
     for axis in [*fig.select_xaxes(), *fig.select_yaxes()]:
@@ -63,7 +63,7 @@ def curves_figure(curves: Mapping[str, pd.DataFrame], title: str | None = None,
                   y_title: str | None = None, log_y: bool = False,
                   colors: Mapping[str, str] | None = None, height: int = 340) -> go.Figure:
     """Per method, the mean over seeds as a line and mean +/- std as a shaded band, on a shared
-    iteration axis. ``curves``: {method: DataFrame(step, mean, std, n)} (core.compare.method_curves)."""
+    iteration axis. ``curves``: {method: DataFrame(step, mean, std, n)} (core.viz.compare.method_curves)."""
     colors = {**method_colors(list(curves)), **(colors or {})}
     fig = go.Figure()
     for method, df in curves.items():
@@ -127,7 +127,7 @@ def method_bar(table: pd.DataFrame, column: str, err_column: str | None = None,
                title: str | None = None, y_title: str | None = None,
                colors: Mapping[str, str] | None = None, percent: bool = False,
                height: int = 300, empty_message: str = NO_DATA) -> go.Figure:
-    """One bar per method (``table`` from core.compare.method_table) with +/- ``err_column``
+    """One bar per method (``table`` from core.viz.compare.method_table) with +/- ``err_column``
     error bars, e.g. test accuracy or architecture size over seeds."""
     if table is None or table.empty or column not in table or table[column].isna().all():
         return waiting_figure(title, height, empty_message)

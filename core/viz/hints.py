@@ -1,7 +1,7 @@
 """One sentence per Monitor panel saying what to watch for in this run: worded from the run's
 config (activation, schedule, regularizer and their settings) and from its data so far.
 
-Pure functions of a ``core.live.RunView``: no store query, no Streamlit. The Monitor calls
+Pure functions of a ``core.viz.live.RunView``: no store query, no Streamlit. The Monitor calls
 ``panel_hints`` when its view took in new rows and shows each sentence under its panel.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from core.genotype import CELL_TYPES, Genotype
-from core.live import RunView
-from core.measures import edge_separation
+from core.engine.genotype import CELL_TYPES, Genotype
+from core.engine.measures import edge_separation
+from core.viz.live import RunView
 
 # The Monitor's panels, in page order, that get a sentence.
 PANELS = ("weights", "schedule", "regularizer", "cell", "size", "losses")

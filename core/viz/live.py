@@ -4,7 +4,7 @@ A page keeps one ``RunView`` per run it shows (in session state) and calls ``ref
 every poll; each table is read only after what the view already holds (steps after its last
 step, alphas after its last alpha step, genotypes after its last step, events after its last
 event id), so a refresh of a 20,000-iteration run costs what its new rows cost. The figures in
-``core.figures`` draw from the view and downsample; the view keeps every row.
+``core.viz.figures`` draw from the view and downsample; the view keeps every row.
 """
 from __future__ import annotations
 
@@ -15,14 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.activations import ACTIVATIONS, Activation
-from core.discretize import num_edges
-from core.activations import op_names
-from core.genotype import CELL_TYPES, Genotype, GenotypeError
-from core.ops import DARTS_PRIMITIVES
+from core.engine.activations import ACTIVATIONS, Activation, op_names
+from core.engine.discretize import num_edges
+from core.engine.genotype import CELL_TYPES, Genotype, GenotypeError
+from core.engine.regularizers import REGULARIZERS, UpdateEvents
 from core.registry import UnknownNameError
-from core.regularizers import REGULARIZERS, UpdateEvents
-from core.store import STEP_COLUMNS, RunRecord, RunStore
+from core.runs.store import STEP_COLUMNS, RunRecord, RunStore
 
 # Step columns kept as integers; the rest (but ``terms``, JSON text) become float64 with NaN
 # for SQL NULL (val_loss off architecture steps, threshold under the fixed schedule, ...).
@@ -33,7 +31,7 @@ _RESTART_KINDS = ("started", "resumed")
 _GENERATIONS = itertools.count(1)
 
 # A page watching a live run redraws about once a second: the Recorder writes rows at most once a
-# second (core/recorder.py), so a faster refresh would find nothing new. When an iteration takes
+# second (core/runs/recorder.py), so a faster refresh would find nothing new. When an iteration takes
 # longer than that, the rows come once an iteration, and a refresh between two of them redraws
 # every panel with nothing new: on a 2-core machine that work comes out of the search's share
 # (docs/performance.md). So the refresh follows the iterations, up to MAX_REFRESH_S, which keeps the
@@ -75,11 +73,9 @@ def updates_for(config: dict[str, Any]) -> UpdateEvents | None:
 
 def primitives_for(config: dict[str, Any]) -> list[str]:
     """Op names in alpha-column order for a run's config (``op_names``, the rule ``Supernet``
-    applies); the full DARTS set for an activation not registered here."""
-    include_none = bool(config.get("include_none", True))
-    if activation_for(config) is None:
-        return [p for p in DARTS_PRIMITIVES if include_none or p != "none"]
-    return op_names(str(config.get("activation", "softmax")), include_none)
+    applies); an activation not registered here is read as one that keeps ``none``."""
+    activation = activation_for(config) or ACTIVATIONS.get("softmax")
+    return op_names(activation, bool(config.get("include_none", True)))
 
 
 def _empty_steps() -> pd.DataFrame:

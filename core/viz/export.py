@@ -9,31 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from core.discretize import num_edges
-from core.genotype import CELL_TYPES, Genotype, GenotypeError
-from core.live import primitives_for
-from core.measures import separated_share, separation
-from core.store import ACTIVE_STATUSES, RunRecord, RunStore
+from core.engine.discretize import num_edges
+from core.engine.genotype import CELL_TYPES, Genotype, GenotypeError
+from core.engine.measures import separated_share, separation
+from core.runs.evaluation import run_genotype
+from core.runs.store import ACTIVE_STATUSES, RunRecord, RunStore
+from core.viz.cells import genotype_dot
+from core.viz.live import primitives_for
 
 FORMATS = ("genotype", "json", "dot", "csv")
 
-# What a search did, as ``core.search.SearchResult.to_dict`` writes it into the run summary
+# What a search did, as ``core.engine.search.SearchResult.to_dict`` writes it into the run summary
 # (see there for each one's meaning). Runs older than those keys, and live runs, get them from
 # the store instead (``run_figures``).
 RUN_FIGURES = ("pruned_ops", "total_ops", "pruned_pct", "separation", "separated_edges",
                "last_genotype_change", "arch_steps", "iterations")
-
-
-def run_genotype(store: RunStore, run_id: int) -> Genotype:
-    run = store.get_run(run_id)
-    if run is None:
-        raise KeyError(f"no run {run_id} in {store.path}")
-    g = store.genotypes(run_id)
-    if len(g):
-        return Genotype.from_json(g["genotype"].iloc[-1])
-    if run.genotype:
-        return Genotype.parse(run.genotype)
-    raise ValueError(f"run {run_id} has no genotype yet")
 
 
 # ---- what a search did -----------------------------------------------------------------------
@@ -178,7 +168,7 @@ def export_run(store: RunStore, run_id: int, fmt: str, cell_type: str = "normal"
                            "figures": run_figures(store, run), "weights": weights, "masks": masks,
                            "summary": run.summary, "error": run.error}, indent=2)
     if fmt == "dot":
-        return run_genotype(store, run_id).to_dot(cell_type, title=f"{run.name}: {cell_type} cell")
+        return genotype_dot(run_genotype(store, run_id), cell_type, title=f"{run.name}: {cell_type} cell")
     if fmt == "csv":
         return store.steps(run_id).to_csv(index=False)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -1,8 +1,8 @@
 """One job in a process of its own, for the RunManager: a search, an evaluation or an estimate.
 
-    python -m core.worker --db PATH --run ID [--resume]     a stored search run
-    python -m core.worker --db PATH --evaluation ID         a stored evaluation (a queued row)
-    python -m core.worker --db PATH --bench DIR             a run-time estimate: DIR/config.json in,
+    python -m core.runs.worker --db PATH --run ID [--resume]     a stored search run
+    python -m core.runs.worker --db PATH --evaluation ID         a stored evaluation (a queued row)
+    python -m core.runs.worker --db PATH --bench DIR             a run-time estimate: DIR/config.json in,
                                                             DIR/result.json out
 
 The RunManager starts one of these per job. A search reads its config from the stored run and
@@ -30,8 +30,8 @@ import threading
 import traceback
 from typing import IO
 
-from core.config import SearchConfig
-from core.store import RunStore
+from core.engine.config import SearchConfig
+from core.runs.store import RunStore
 
 BENCH_CONFIG, BENCH_RESULT = "config.json", "result.json"
 
@@ -77,21 +77,10 @@ def parse_job(line: str) -> tuple[str, ...]:
                      f"got {line.strip()!r}")
 
 
-def read_assignment(stream: IO[str]) -> tuple[int, bool] | None:
-    """A spare's first line, ``run ID [resume]``; None at the end of input (not needed)."""
-    line = stream.readline()
-    if not line:
-        return None
-    job = parse_job(line)
-    if job[0] != "run":
-        raise SystemExit(f"expected 'run ID [resume]' on stdin, got {line.strip()!r}")
-    return int(job[1]), len(job) == 3
-
-
 def _search(store: RunStore, run_id: int, resume: bool, stop: threading.Event,
             pause: threading.Event, orphaned: threading.Event) -> int:
-    from core.device import configure_threads
-    from core.search import Search
+    from core.engine.device import configure_threads
+    from core.engine.search import Search
 
     run = store.get_run(run_id)
     if run is None:
@@ -113,7 +102,7 @@ def _search(store: RunStore, run_id: int, resume: bool, stop: threading.Event,
 def _evaluation(store: RunStore, eval_id: int, stop: threading.Event,
                 orphaned: threading.Event) -> int:
     """Runs a queued evaluation row; its status, pid, result or error go to the row."""
-    from core.evaluate import run_evaluation
+    from core.runs.evaluation import run_evaluation
 
     row = store.get_evaluation(eval_id)
     if row is None:
@@ -139,7 +128,7 @@ def _evaluation(store: RunStore, eval_id: int, stop: threading.Event,
 
 def _bench(folder: str) -> int:
     """Times a few iterations of DIR/config.json; writes {"result": ...} or {"error": ...}."""
-    from core.bench import estimate
+    from core.runs.bench import estimate
 
     out: dict
     try:
@@ -162,7 +151,7 @@ def run_job(db: str, job: tuple[str, ...] | None, commands: IO[str]) -> int:
     """Runs ``job`` (see parse_job); None: import first, then read the job from ``commands``."""
     import torch._dynamo  # noqa: F401  (the first torch optimizer imports it: ~1.7 s)
 
-    import core.recorder  # noqa: F401  (the rest of what a search imports, for a spare)
+    import core.runs.recorder  # noqa: F401  (the rest of what a search imports, for a spare)
 
     if job is None:
         line = commands.readline()
@@ -180,17 +169,11 @@ def run_job(db: str, job: tuple[str, ...] | None, commands: IO[str]) -> int:
     return _search(store, int(job[1]), len(job) == 3, stop, pause, orphaned)
 
 
-def run_worker(db: str, run_id: int | None, resume: bool, commands: IO[str]) -> int:
-    """A search run (or, with ``run_id`` None, whatever job the first line names)."""
-    job = None if run_id is None else ("run", str(run_id)) + (("resume",) if resume else ())
-    return run_job(db, job, commands)
-
-
 def main(argv: list[str] | None = None) -> int:
     import signal
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m core.worker", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m core.runs.worker", description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", required=True, help="the run store (SQLite file)")
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--run", type=int, help="id of a stored run; without a job, wait for "

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from core.ops import DARTS_PRIMITIVES
+from core.engine.ops import DARTS_PRIMITIVES
 from core.registry import Registry
 
 ACTIVATIONS: Registry[type["Activation"]] = Registry("activation")
@@ -31,11 +31,10 @@ def create_activation(name: str, **kw: Any) -> "Activation":
     return ACTIVATIONS.create(name, **kw)
 
 
-def op_names(activation: "str | Activation", include_none: bool = True) -> list[str]:
+def op_names(activation: "str | Activation | type[Activation]", include_none: bool = True) -> list[str]:
     """The op list in alpha-column order: the DARTS set, without `none` when the config drops it
     (FairDARTS) or the activation does (crb). The one rule the supernet and the pages use."""
-    uses_none = (activation.uses_none if isinstance(activation, Activation)
-                 else ACTIVATIONS.get(activation).uses_none)
+    uses_none = (ACTIVATIONS.get(activation) if isinstance(activation, str) else activation).uses_none
     keep_none = include_none and uses_none
     return [p for p in DARTS_PRIMITIVES if keep_none or p != "none"]
 

@@ -2,7 +2,7 @@
 
 none, proximity (DARTS-PRIME), admm (PRIME v1), and the baselines zero_one (FairDARTS) and
 entropy. ``weights`` is a dict cell type -> activated weights A (edges, ops) with gradient;
-D(A) is the run's discretization rule (core.discretize: DARTS's top-2 or FairDARTS's threshold),
+D(A) is the run's discretization rule (core.engine.discretize: DARTS's top-2 or FairDARTS's threshold),
 detached. docs/algorithms.md "Regularizers".
 
 Each class reads its own settings from the config (``config_fields``, core.registry) and
@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
-from core.discretize import DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete
+from core.engine.discretize import DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete
 from core.registry import Registry
 
 REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")
@@ -28,10 +28,6 @@ Weights = dict[str, torch.Tensor]
 
 def list_regularizers() -> list[str]:
     return REGULARIZERS.names()
-
-
-def create_regularizer(name: str, **kw: Any) -> "Regularizer":
-    return REGULARIZERS.create(name, **kw)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,13 @@ from typing import Any
 
 import torch
 
-from core.search import Callback, NonFiniteError, Search, SearchResult
-from core.store import RunStore
+from core.engine.search import Callback, NonFiniteError, Search, SearchResult
 
 _MAX_FLUSH_SECONDS = 1.0
 
 
 class Recorder(Callback):
-    def __init__(self, store: RunStore, run_id: int, log_every: int = 10):
+    def __init__(self, store: Any, run_id: int, log_every: int = 10):  # a RunStore
         self.store = store
         self.run_id = run_id
         self.log_every = max(1, int(log_every))

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.genotype import Genotype
-from core.ops import FactorizedReduce, Identity, ReLUConvBN, create_op, list_ops
+from core.engine.genotype import Genotype
+from core.engine.ops import FactorizedReduce, Identity, ReLUConvBN, create_op, list_ops
 
 STEM_MULTIPLIER = 3  # DARTS: the stem widens to 3C
 MIN_LAYERS = 3  # fewer would make the first cell (or every cell) a reduction cell

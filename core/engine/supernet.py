@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.activations import Activation, create_activation, op_names
-from core.discretize import num_edges
-from core.genotype import CELL_TYPES
-from core.ops import FactorizedReduce, ReLUConvBN, create_op, op_starts_with_relu
+from core.engine.activations import Activation, create_activation, op_names
+from core.engine.discretize import num_edges
+from core.engine.genotype import CELL_TYPES
+from core.engine.ops import FactorizedReduce, ReLUConvBN, create_op, op_starts_with_relu
 
 
 class MixedOp(nn.Module):

@@ -13,28 +13,26 @@ record).
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.activations import ACTIVATIONS
-from core.config import SearchConfig
 from core.data import BatchStream, ImageData, load_dataset
-from core.device import pick_device
-from core.discretize import derive_genotype
-from core.evalnet import architecture_size
-from core.genotype import CELL_TYPES, Genotype
-from core.measures import separated_share, separation
-from core.regularizers import REGULARIZERS, discretization_gap
-from core.schedules import SCHEDULES
-from core.supernet import Supernet
-
+from core.engine.activations import ACTIVATIONS
+from core.engine.config import SearchConfig
+from core.engine.device import pick_device
+from core.engine.discretize import derive_genotype
+from core.engine.evalnet import architecture_size
+from core.engine.genotype import CELL_TYPES, Genotype
+from core.engine.measures import separated_share, separation
+from core.engine.regularizers import REGULARIZERS, discretization_gap
+from core.engine.schedules import SCHEDULES
+from core.engine.supernet import Supernet
 
 # A warning event when the schedule has been quiet this many times its expected gap.
 _QUIET_ITERATIONS = 20
@@ -61,7 +59,7 @@ class SearchResult:
     seconds: float
     pruned: int = 0
     total_ops: int = 0                     # ops of both cells at the start (none excluded by CRB)
-    separation: float | None = None        # core.measures.separation of the final weights
+    separation: float | None = None        # core.engine.measures.separation of the final weights
     separated_edges: float | None = None   # share of edges whose top op is >= 2x uniform
     last_genotype_change: int = 0          # iteration of the last change (0: never changed)
     # CPU seconds of this process during the run (one search per worker process): what a run
@@ -108,8 +106,9 @@ class Search:
         self.run_id = run_id
         self.callbacks: list[Callback] = list(callbacks or [])
         if store is not None and run_id is not None:
-            from core.recorder import Recorder  # the one place that writes to the store
-            self.callbacks.insert(0, Recorder(store, run_id, config.log_every))
+            # the store hands out the one callback that writes to it: the engine never imports
+            # the runs layer
+            self.callbacks.insert(0, store.recorder(run_id, config.log_every))
         self._data = data
         self._keep_events = bool(self.callbacks)
         self.resume = resume
@@ -297,7 +296,7 @@ class Search:
         g = derive_genotype(arrays["normal"], arrays["reduce"], self.primitives, rule, threshold)
         if self.arch.genotype is None or g != self.arch.genotype:
             # A reordering of a node's kept edges (their strength ranking) is not a change of
-            # the cell; the change log (core.figures) reads it the same way.
+            # the cell; the change log (core.viz.figures) reads it the same way.
             if self.arch.genotype is not None and g.choices() != self.arch.genotype.choices():
                 self.last_genotype_change = self.step
             self.arch.genotype = g

@@ -20,10 +20,6 @@ def list_schedules() -> list[str]:
     return SCHEDULES.names()
 
 
-def create_schedule(name: str, **kw: Any) -> "Schedule":
-    return SCHEDULES.create(name, **kw)
-
-
 class Schedule:
     """``should_step()`` at the start of each iteration, ``observe(fi)`` after the weight step."""
 

@@ -4,18 +4,17 @@ A method is a preset name (``darts``, ``prime-crb`` ...) or a custom combination
 ``{"name": ..., "activation": ..., "schedule": ..., "regularizer": ..., ...}`` of SearchConfig
 fields. Runs go through the RunManager's queue (its concurrency limit). With ``evaluate=True``
 the manager queues an evaluation of each run of the study as it finishes (``evaluation_due``,
-called by ``core.runner``): it runs in a worker process under the same limit, like a search; the
+called by ``core.runs.runner``): it runs in a worker process under the same limit, like a search; the
 app server trains nothing. The spec is stored with the group name.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from core.config import ConfigError, SearchConfig, make_config
-from core.evaluate import make_eval_config
-from core.store import EVAL_ACTIVE_STATUSES
+from core.engine.config import ConfigError, SearchConfig, make_config
+from core.engine.evaluate import make_eval_config
+from core.runs.store import EVAL_ACTIVE_STATUSES
 
 MIN_METHODS, MAX_METHODS = 2, 5
 MIN_SEEDS, MAX_SEEDS = 1, 5
@@ -100,32 +99,3 @@ def evaluation_due(store: Any, run_id: int) -> Any:
     if len(evals) and evals["status"].isin(("finished", *EVAL_ACTIVE_STATUSES)).any():
         return None
     return make_eval_config(spec.get("eval_preset") or "demo")
-
-
-def run_study(store: Any, spec: StudySpec, max_concurrent: int = 2,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Runs a whole study to the end (the CLI's path); returns the comparison summary."""
-    from core.compare import study_summary
-    from core.runner import RunManager
-
-    manager = RunManager(store, max_concurrent=max_concurrent)
-    t0 = time.time()
-    try:
-        ids = launch_study(manager, spec)
-        for rid in ids:
-            manager.wait(rid)
-            if progress:
-                r = store.get_run(rid)
-                progress(f"run {rid} ({r.name}) {r.status} in {r.duration or 0:.0f}s")
-        # a finished run's evaluation is queued before its wait returns: wait for them all
-        for eid in store.evaluations(ids)["id"].tolist():
-            manager.wait_evaluation(int(eid))
-            if progress:
-                e = store.get_evaluation(eid)
-                acc = f" test acc {e['test_acc']:.3f}" if e["test_acc"] is not None else ""
-                progress(f"evaluation of run {e['run_id']} {e['status']}{acc}")
-    finally:
-        manager.shutdown()
-    summary = study_summary(store, ids)
-    summary["seconds"] = time.time() - t0
-    return summary

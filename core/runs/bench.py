@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from core.config import SearchConfig
+from core.engine.config import SearchConfig
 
 
 def _peak_rss_mb() -> float:
@@ -20,7 +20,7 @@ def _peak_rss_mb() -> float:
 
 
 def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, Any]:
-    from core.search import Search
+    from core.engine.search import Search
     s = Search(config)
     s.setup()
     for _ in range(warmup):
@@ -47,9 +47,9 @@ def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, 
 
 def estimate(config: SearchConfig, iters: int = 3, warmup: int = 1) -> dict[str, Any]:
     """The Launch page's run-time estimate: ``iters`` timed iterations (after ``warmup``) times
-    the config's iterations. Run in a worker process (``core.worker --bench``), never in the app
+    the config's iterations. Run in a worker process (``core.runs.worker --bench``), never in the app
     server: it trains, and a server thread doing so would slow every page of every tab."""
-    from core.device import configure_threads
+    from core.engine.device import configure_threads
 
     configure_threads(config.threads)
     timing = time_iterations(config, iters=iters, warmup=warmup)
@@ -64,7 +64,7 @@ def bench(config: SearchConfig, iters: int = 20, warmup: int = 3, compare_plain:
     if threads:
         torch.set_num_threads(threads)
     else:
-        from core.device import configure_threads
+        from core.engine.device import configure_threads
         configure_threads(config.threads)
     results: dict[str, Any] = {}
     results["fast" if config.fast else "plain"] = time_iterations(config, iters, warmup)

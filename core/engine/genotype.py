@@ -25,8 +25,6 @@ from typing import Any, Sequence
 
 import networkx as nx
 
-from core.palette import op_color
-
 CELL_TYPES: tuple[str, str] = ("normal", "reduce")
 CELL_TITLES = {"normal": "Normal cell", "reduce": "Reduction cell"}  # as the pages and drawings name them
 Pair = tuple[str, int]
@@ -236,56 +234,6 @@ class Genotype:
             g.add_edge(_state_name(s), "c_{k}", op="concat", weight=None, used=True)
         return g
 
-    def to_dot(self, cell_type: str, title: str | None = None, redraw: str | None = None) -> str:
-        """Graphviz DOT of one cell; edge colours come from the one op palette.
-
-        A node the evaluation cell does not compute (a FairDARTS node left without inputs) is
-        drawn greyed and dashed, not left out, so cells of both layouts show the same nodes;
-        an edge whose input is such a node is dotted, and only computed nodes in concat get an
-        edge into c_{k}.
-
-        ``redraw``: a tag added to every node id (the labels stay the names), for a drawing that
-        replaces another in the browser. d3-graphviz, behind ``st.graphviz_chart``, matches a new
-        drawing's nodes and edges to the old one's by id and, for each match, prepares a morph
-        it never plays without a transition, which costs more than drawing the cell afresh."""
-        g = self.to_networkx(cell_type)
-        lines = [
-            "digraph cell {",
-            '  rankdir=LR; bgcolor="transparent";',
-            '  node [style="filled", shape=rect, fontname="Helvetica", fontsize=12];',
-            '  edge [fontname="Helvetica", fontsize=10];',
-        ]
-        if title:
-            lines.append(f'  label="{_esc(title)}"; labelloc=t; fontname="Helvetica"; fontsize=16;')
-
-        def node(n: str) -> str:
-            return f'"{_esc(n)}"' if redraw is None else f'"{_esc(n)}@{_esc(redraw)}"'
-
-        for n, data in g.nodes(data=True):
-            if data["kind"] == "input":
-                attrs = 'fillcolor="#a1d99b"'
-            elif data["kind"] == "output":
-                attrs = 'fillcolor="#fdd0a2"'
-            elif not data["computed"]:
-                attrs = ('fillcolor="#f0f0f0", fontcolor="#969696", color="#bdbdbd", '
-                         'style="filled,dashed", shape=box')
-            else:
-                attrs = 'fillcolor="#c6dbef", shape=box'
-            if redraw is not None:
-                attrs = f'label="{_esc(n)}", {attrs}'
-            lines.append(f"  {node(n)} [{attrs}];")
-        for u, v, data in g.edges(data=True):
-            if data["op"] == "concat":
-                lines.append(f'  {node(u)} -> {node(v)} [color="#969696", style=dashed];')
-                continue
-            label = data["op"] if data["weight"] is None else f"{data['op']}\\n{data['weight']:.2f}"
-            c = op_color(data["op"])
-            style = "" if data["used"] else ", style=dotted"
-            lines.append(f'  {node(u)} -> {node(v)} [label="{label}", color="{c}", '
-                         f'fontcolor="{c}", penwidth=2{style}];')
-        lines.append("}")
-        return "\n".join(lines)
-
 
 def _darts_nodes(n_pairs: int) -> tuple[int, ...]:
     """Each pair's node in the DARTS layout; () where that layout cannot hold n_pairs."""
@@ -296,10 +244,6 @@ def _darts_nodes(n_pairs: int) -> tuple[int, ...]:
 
 def _state_name(i: int) -> str:
     return {0: "c_{k-2}", 1: "c_{k-1}"}.get(i, str(i - 2))
-
-
-def _esc(s: str) -> str:
-    return s.replace('"', '\\"')
 
 
 def _concat(c: Sequence[int]) -> str:

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from core.genotype import Genotype
+from core.engine.genotype import Genotype
 
 EDGES_PER_NODE_KEPT = 2
 DEFAULT_RULE = "darts"
@@ -70,10 +70,6 @@ def threshold_edges(best_w: np.ndarray, threshold: float) -> list[int]:
 
 
 RULES: dict[str, EdgeRule] = {"darts": darts_edges, "threshold": threshold_edges}
-
-
-def list_rules() -> list[str]:
-    return list(RULES)
 
 
 def _rule(name: str) -> EdgeRule:

@@ -90,7 +90,7 @@ _MIGRATIONS: list[str] = [
         name TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL NOT NULL
     );
     """,
-    # Evaluations run in worker processes (core.worker, started by RunManager): the process that
+    # Evaluations run in worker processes (core.runs.worker, started by RunManager): the process that
     # holds one (the app's while it is queued, the worker's once handed to one), its host, its start.
     """
     ALTER TABLE evaluations ADD COLUMN pid INTEGER;
@@ -334,10 +334,6 @@ class RunStore:
             params.append(int(every))
         return pd.read_sql_query(sql + " ORDER BY step", self.connect(), params=params)
 
-    def step_count(self, run_id: int) -> int:
-        return int(self.connect().execute("SELECT COUNT(*) FROM steps WHERE run_id = ?",
-                                          (int(run_id),)).fetchone()[0])
-
     def last_step(self, run_id: int) -> int:
         r = self.connect().execute("SELECT MAX(step) FROM steps WHERE run_id = ?", (int(run_id),)).fetchone()
         return -1 if r[0] is None else int(r[0])
@@ -446,6 +442,14 @@ class RunStore:
         path = os.path.abspath(self.path)
         stem = os.path.splitext(os.path.basename(path))[0]
         return os.path.join(os.path.dirname(path), "checkpoints", stem, f"run_{run_id}.pt")
+
+    def recorder(self, run_id: int, log_every: int = 10) -> Any:
+        """The search callback that records a run into this store (``core.runs.recorder``).
+        A ``Search`` given a store asks it for this, so the engine never imports the runs
+        layer."""
+        from core.runs.recorder import Recorder
+
+        return Recorder(self, run_id, log_every)
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:

@@ -1,6 +1,6 @@
 """Training a derived architecture from scratch and measuring it on held-out test data.
 
-The discrete network is ``core.evalnet.EvalNetwork`` (DARTS evaluation layout). Test data is
+The discrete network is ``core.engine.evalnet.EvalNetwork`` (DARTS evaluation layout). Test data is
 never seen during the search: digits and shapes hold out a fixed test part, CIFAR has its test
 batch; the search only ever reads the training part. ``paper`` follows DARTS's evaluation
 settings (C=36, 20 layers, auxiliary head 0.4, cutout 16, drop path 0.2, 600 epochs, batch 96).
@@ -16,10 +16,10 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from core.data import BatchStream, ImageData, load_dataset
-from core.device import pick_device
-from core.evalnet import EvalNetwork, count_parameters
-from core.genotype import Genotype
+from core.data import BatchStream, ImageData
+from core.engine.device import pick_device
+from core.engine.evalnet import EvalNetwork, count_parameters
+from core.engine.genotype import Genotype
 from core.registry import Registry, UnknownNameError
 
 
@@ -177,65 +177,9 @@ def evaluate_genotype(genotype: Genotype, data: ImageData, config: EvalConfig,
                       time.time() - t0, config.epochs, done, dataclasses.asdict(config))
 
 
-def evaluate_run(store: Any, run_id: int, config: EvalConfig,
-                 progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None,
-                 eval_id: int | None = None) -> EvalResult:
-    """Evaluates a stored run's final genotype on its own dataset; the result goes to the store.
-
-    Without ``eval_id`` a new evaluation row is made (the CLI); with it, that queued row is
-    taken (a worker process started by the RunManager). A stop (``should_stop``) leaves the row
-    ``stopped`` and raises InterruptedError; any other error leaves it ``failed`` with the
-    message, and is raised again."""
-    from core.export import run_genotype
-
-    run = store.get_run(run_id)
-    if run is None:
-        if eval_id is not None:
-            store.finish_evaluation(eval_id, status="failed", error=f"no run {run_id}")
-        raise KeyError(f"no run {run_id} in {store.path}")
-    genotype = None
-    if eval_id is None:
-        genotype = run_genotype(store, run_id)  # the CLI: a run without a genotype makes no row
-        eval_id = store.create_evaluation(run_id, dataclasses.asdict(config))
-    else:
-        store.start_evaluation(eval_id)
-    cfg = run.config
-    try:
-        if genotype is None:
-            genotype = run_genotype(store, run_id)
-        data = load_dataset(cfg["dataset"], cfg.get("data_dir") or None, cfg.get("image_size"),
-                            cfg.get("seed", 0))
-        result = evaluate_genotype(genotype, data, config, progress, should_stop)
-    except InterruptedError:
-        store.finish_evaluation(eval_id, status="stopped", error="evaluation stopped")
-        raise
-    except BaseException as exc:
-        store.finish_evaluation(eval_id, status="failed", error=str(exc) or type(exc).__name__)
-        raise
-    store.finish_evaluation(eval_id, status="finished", result=result.to_dict())
-    store.merge_summary(run_id, test_acc=result.test_acc, eval_params=result.params,
-                        eval_seconds=result.seconds, eval_preset=config.preset)
-    return result
-
-
 def eval_config_from_dict(values: dict[str, Any]) -> EvalConfig:
     """An EvalConfig from a stored evaluation's config (unknown keys dropped), validated."""
     names = {f.name for f in dataclasses.fields(EvalConfig)}
     cfg = EvalConfig(**{k: v for k, v in values.items() if k in names})
     cfg.validate()
     return cfg
-
-
-def run_evaluation(store: Any, eval_id: int,
-                   should_stop: Callable[[], bool] | None = None) -> EvalResult:
-    """Runs a queued evaluation row (its run and settings are in the row): a worker's job."""
-    row = store.get_evaluation(eval_id)
-    if row is None:
-        raise KeyError(f"no evaluation {eval_id} in {store.path}")
-    try:
-        config = eval_config_from_dict(row["config"])
-    except (TypeError, ValueError) as exc:
-        store.finish_evaluation(eval_id, status="failed", error=f"evaluation settings: {exc}")
-        raise
-    return evaluate_run(store, row["run_id"], config, should_stop=should_stop, eval_id=eval_id)

@@ -2,7 +2,7 @@
 worker process of its own, with a queue, stop, pause, resume and crash capture.
 
 One manager per process (the app keeps it in ``st.cache_resource``). A job is a
-``python -m core.worker`` child that writes to the same SQLite store (WAL lets one writer per
+``python -m core.runs.worker`` child that writes to the same SQLite store (WAL lets one writer per
 job and the app's readers go at once). The first design ran searches as threads of the server;
 they run in processes (docs/design.md "Processes") because a search thread in the Streamlit
 server shares the interpreter lock with the page refreshes and ran at a third of the CLI's
@@ -15,7 +15,7 @@ Three kinds of job:
 - **search** (``start``/``resume``; status in the ``runs`` table): stop, pause, resume.
 - **evaluation** (``evaluate``; status in the ``evaluations`` table: queued, running, finished,
   failed, stopped, interrupted; the row holds the worker's pid): stop. A run of a study stored
-  with ``evaluate=True`` gets one queued as soon as it finishes (``core.study.evaluation_due``).
+  with ``evaluate=True`` gets one queued as soon as it finishes (``core.runs.study.evaluation_due``).
 - **estimate** (``estimate``; status in this manager, ``estimate_status``): a few timed search
   iterations for the Launch page; stop ends the process.
 
@@ -24,7 +24,7 @@ first come first served). Estimates have their own limit, ``max_estimates`` (1):
 a few seconds, and one queued behind a long search would be worthless -- it runs beside the
 searches (and says so on the page, since they share the machine).
 
-Control goes over the child's stdin (``core.worker``); a child that dies without writing its
+Control goes over the child's stdin (``core.runs.worker``); a child that dies without writing its
 status is marked failed with the end of its stderr (a run's ``error``, an evaluation's
 ``error``, an estimate's error). A job outlives the page that started it: the manager holds it,
 and pages read its status from the store (or, for an estimate, from ``estimate_status``). When
@@ -54,10 +54,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from core.config import SearchConfig
-from core.store import EVAL_ACTIVE_STATUSES, RunStore
+from core.engine.config import SearchConfig
+from core.runs.store import EVAL_ACTIVE_STATUSES, RunStore
+from core.runs.study import StudySpec, evaluation_due, launch_study
 
 ROOT = Path(__file__).resolve().parents[1]
 _STDERR_KEEP = 40  # lines of a worker's stderr kept for the error of a crashed job
@@ -103,7 +104,6 @@ class RunManager:
         self._handles: dict[tuple[str, int], _Handle] = {}
         self._queue: deque[tuple[str, int]] = deque()
         self._closed = False
-        self._stop_hooks: list = []
         self._keep_spare = spare
         self._spare: subprocess.Popen | None = None
         self._estimates = 0
@@ -170,13 +170,6 @@ class RunManager:
                 return None
             return "queued" if key in self._queue else "started" if h.alive() else None
 
-    def evaluation_live(self, eval_id: int) -> bool:
-        return self._is_live((EVALUATION, int(eval_id)))
-
-    def live_evaluations(self) -> list[int]:
-        with self._lock:
-            return [k[1] for k in self._handles if k[0] == EVALUATION and self._is_live(k)]
-
     def wait_evaluation(self, eval_id: int, timeout: float | None = None) -> bool:
         return self._wait((EVALUATION, int(eval_id)), timeout)
 
@@ -212,9 +205,6 @@ class RunManager:
     def wait_estimate(self, job: int, timeout: float | None = None) -> dict[str, Any] | None:
         self._wait((ESTIMATE, int(job)), timeout)
         return self.estimate_status(job)
-
-    def stop_estimate(self, job: int) -> None:
-        self._stop((ESTIMATE, int(job)))
 
     # ---- the queue -------------------------------------------------------------------------
     def _submit(self, h: _Handle) -> None:
@@ -296,7 +286,7 @@ class RunManager:
     def _popen(self, args: list[str]) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "core.worker", "--db", os.path.abspath(self.store.path)] + args
+        cmd = [sys.executable, "-m", "core.runs.worker", "--db", os.path.abspath(self.store.path)] + args
         return subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, bufsize=1, env=env,
@@ -345,8 +335,6 @@ class RunManager:
 
     def _evaluate_if_due(self, run_id: int) -> None:
         """A run of a study stored with evaluate=True: its evaluation joins the queue."""
-        from core.study import evaluation_due
-
         try:
             config = evaluation_due(self.store, run_id)
             if config is not None:
@@ -464,24 +452,6 @@ class RunManager:
         """Waits until the run has ended (a queued one: started and ended). True if it did."""
         return self._wait((SEARCH, run_id), timeout)
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Waits until no job of this manager is queued or running. True if none is."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self._lock:
-                busy = [h for k, h in self._handles.items() if self._is_live(k)]
-            if not busy:
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            busy[0].done.wait(0.1 if left is None else min(0.1, left))
-
-    def register_stop_hook(self, hook) -> None:
-        """Called at shutdown, before the jobs are stopped."""
-        with self._lock:
-            self._stop_hooks.append(hook)
-
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stops every job and waits for the processes; a child still going after ``timeout``
         stops by itself when this process's end closes its stdin."""
@@ -493,15 +463,12 @@ class RunManager:
             queued = list(self._queue)
             self._queue.clear()
             handles = list(self._handles.values())
-            hooks = list(self._stop_hooks)
         if spare is not None:
             self._close_spare(spare)
         for key in queued:
             h = self._handles[key]
             h.stopping = True
             self._settle_unstarted(h, "the app stopped before it started", status="stopped")
-        for hook in hooks:
-            hook()
         for h in handles:
             if h.alive():
                 h.stopping = True
@@ -517,3 +484,27 @@ class RunManager:
                 except subprocess.TimeoutExpired:
                     continue
                 h.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+def run_study(store: Any, spec: StudySpec, max_concurrent: int = 2,
+              progress: Callable[[str], None] | None = None) -> list[int]:
+    """Runs a whole study to the end, its evaluations too (the CLI's path); returns its runs'
+    ids (``core.viz.compare.study_summary`` compares them)."""
+    manager = RunManager(store, max_concurrent=max_concurrent)
+    try:
+        ids = launch_study(manager, spec)
+        for rid in ids:
+            manager.wait(rid)
+            if progress:
+                r = store.get_run(rid)
+                progress(f"run {rid} ({r.name}) {r.status} in {r.duration or 0:.0f}s")
+        # a finished run's evaluation is queued before its wait returns: wait for them all
+        for eid in store.evaluations(ids)["id"].tolist():
+            manager.wait_evaluation(int(eid))
+            if progress:
+                e = store.get_evaluation(eid)
+                acc = f" test acc {e['test_acc']:.3f}" if e["test_acc"] is not None else ""
+                progress(f"evaluation of run {e['run_id']} {e['status']}{acc}")
+    finally:
+        manager.shutdown()
+    return ids

@@ -1,11 +1,11 @@
-"""Plotly figures and DOT strings of a run, from a ``core.live.RunView`` (pure functions).
+"""Plotly figures and DOT strings of a run, from a ``core.viz.live.RunView`` (pure functions).
 
 What is drawn follows docs/algorithms.md "What to plot, live": here the heatmap of the operation
 weights at one step, the genotype as DOT and its change log; plus genotype agreement for
 comparisons, the shared look of Plotly charts and the one downsampling rule. The monitor's
 charts that change while a run is live (the per-edge weight grid, schedule, regularizers,
-size, losses) are Vega-Lite specs in ``core.line_charts``. Op colours come only from
-``core.palette``; a run with no rows yet gives a figure that says so.
+size, losses) are Vega-Lite specs in ``core.viz.line_charts``. Op colours come only from
+``core.viz.palette``; a run with no rows yet gives a figure that says so.
 """
 from __future__ import annotations
 
@@ -17,15 +17,16 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sequential as _seq
 
-from core.discretize import edge_rows, select_edges
-from core.genotype import CELL_TITLES, Genotype
-from core.live import RunView
+from core.engine.discretize import edge_rows, select_edges
+from core.engine.genotype import CELL_TITLES, Genotype
+from core.viz.cells import genotype_dot
+from core.viz.live import RunView
 
 MAX_POINTS = 1500
 WAITING = "waiting for the first iterations"
 # The look of every chart (Plotly's plotly_white), written into each layout instead of set by a
 # template: plotly.js applies a template attribute by attribute on every draw, and Streamlit's
-# "streamlit" theme adds one more. Pages pass theme=None; core.line_charts takes the same colours
+# "streamlit" theme adds one more. Pages pass theme=None; core.viz.line_charts takes the same colours
 # for the monitor's Vega-Lite charts. Axes skip automargin (a second layout pass): the margins in
 # MARGIN hold the tick labels, and a chart with long labels (the heatmap) turns it back on.
 LOOK = dict(template={}, paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"),
@@ -271,7 +272,7 @@ def cell_dot(view: RunView, cell_type: str, index: int = -1) -> str:
     """Graphviz DOT of the index-th stored genotype's cell (python indexing, clamped); edges
     carry op and weight. Before the first genotype: a one-node graph that says so. Node ids
     carry the genotype's index, so that the browser draws each genotype afresh instead of
-    preparing a morph from the previous one (``Genotype.to_dot``'s ``redraw``). The title names
+    preparing a morph from the previous one (``genotype_dot``'s ``redraw``). The title names
     the cell, the genotype's place in the history and the iteration it was derived at."""
     g = view.genotype(index)
     if g is None:
@@ -282,7 +283,7 @@ def cell_dot(view: RunView, cell_type: str, index: int = -1) -> str:
     step = int(view.genotypes["step"].iloc[i])
     latest = " (latest)" if i == n - 1 else ""
     title = f"{CELL_TITLES.get(cell_type, cell_type)} · genotype {i + 1} of {n}{latest} · derived at iteration {step}"
-    return g.to_dot(cell_type, title=title, redraw=str(i))
+    return genotype_dot(g, cell_type, title=title, redraw=str(i))
 
 
 # ---- comparison ---------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def agreement_matrix(genotypes: dict[str, Genotype]) -> pd.DataFrame:
 
 def monitor_figures(view: RunView) -> dict[str, Any]:
     """The monitor's Plotly figures, cells and change log of a run, keyed by name (its line
-    charts are Vega-Lite: ``core.line_charts.monitor_line_charts``)."""
+    charts are Vega-Lite: ``core.viz.line_charts.monitor_line_charts``)."""
     out: dict[str, Any] = {}
     for ct in ("normal", "reduce"):
         out[f"heatmap_{ct}"] = op_weights_heatmap(view, ct)

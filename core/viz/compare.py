@@ -1,5 +1,5 @@
 """Comparing runs: per-method tables, genotype agreement and seed-averaged curves (data only;
-``core.figures`` draws them). Used by the Compare page and ``python -m core study``."""
+``core.viz.figures`` draws them). Used by the Compare page and ``python -m core study``."""
 from __future__ import annotations
 
 import re
@@ -9,10 +9,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from core.export import run_figures, run_genotype
-from core.figures import agreement, agreement_matrix
-from core.genotype import Genotype
-from core.store import RunRecord, RunStore
+from core.engine.genotype import Genotype
+from core.runs.evaluation import run_genotype
+from core.runs.store import RunRecord, RunStore
+from core.viz.export import run_figures
+from core.viz.figures import agreement_matrix
 
 _SEEDED_NAME = re.compile(r"^(.*)-s\d+$")
 
@@ -37,7 +38,7 @@ def final_genotypes(store: RunStore, run_ids: Sequence[int]) -> dict[int, Genoty
 
 
 # Per-run columns of the comparison, in the order the tables show them. The figures of what a
-# search did (pruned ops .. iterations) come from core.export.run_figures.
+# search did (pruned ops .. iterations) come from core.viz.export.run_figures.
 RUN_COLUMNS = ["id", "name", "method", "seed", "status", "val_acc", "test_acc", "size", "pruned_ops",
                "pruned_pct", "separation", "separated_edges", "last_genotype_change", "arch_steps",
                "iterations", "seconds", "cpu_seconds", "genotype"]

@@ -1,0 +1,1 @@
+"""What the pages and exports show: run views, figures, charts, comparisons, the palette."""
