@@ -1,0 +1,1 @@
+"""Runs: the store, worker processes and their manager, recording, studies, benchmarks."""
