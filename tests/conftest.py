@@ -4,6 +4,7 @@ finished tiny run made once per session, and a clean RunManager singleton per te
 Nothing here is autouse: tests of the engine do not pay for these fixtures."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from pathlib import Path
@@ -98,3 +99,17 @@ def new_app(default_timeout: float = 60):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(APP, default_timeout=default_timeout)
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny searches on a shared 2-core machine run several times faster on one thread
+    (OpenMP spin-waits); the previous count is restored for the other tests."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

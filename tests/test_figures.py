@@ -5,7 +5,6 @@ points; and that a line chart's spec does not change as rows arrive (the browser
 the data in place)."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -17,7 +16,6 @@ import jsonschema
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
 from streamlit.dataframe_util import convert_anything_to_arrow_bytes
 
 from core.data import load_dataset
@@ -31,6 +29,7 @@ from core.viz import line_charts as L
 from core.viz.cells import genotype_dot
 from core.viz.live import RunView
 from core.viz.palette import OP_COLORS, PRUNED_COLOR, op_color
+from tests.conftest import one_torch_thread
 from tests.test_live import lagrange  # noqa: F401  (a fixture: a made-up regularizer registered)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,18 +63,6 @@ def _vl_valid(chart: L.LineChart) -> L.LineChart:
 
 def _waiting(fig: go.Figure) -> bool:
     return any(a.text == F.WAITING for a in fig.layout.annotations)
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny searches on a shared 2-core machine run several times faster on one thread
-    (OpenMP spin-waits); the previous count is restored for the other tests."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

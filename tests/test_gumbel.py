@@ -3,7 +3,6 @@ edit to them, samples in training forwards from torch's seeded generator, and sh
 discretizes softmax(alpha)."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 
@@ -17,18 +16,7 @@ from core.engine.config import make_config
 from core.engine.search import Callback, Search
 from core.engine.supernet import Supernet
 from core.runs.store import RunStore
-from tests.conftest import new_app
-
-
-@contextlib.contextmanager
-def one_torch_thread():
-    """Tiny searches on a shared 2-core machine run several times faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+from tests.conftest import new_app, one_torch_thread
 
 
 @pytest.fixture(scope="module")
