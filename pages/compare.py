@@ -227,16 +227,36 @@ def _study_form(expanded: bool) -> None:
         n_runs = len(spec.methods) * seeds
         st.caption(f"{_plural(len(spec.methods), 'method')} × {_plural(seeds, 'seed')} = "
                    f"**{_plural(n_runs, 'run')}**.")
+        c = st.columns([1, 2, 1, 1])
+        on_ray = c[0].toggle("Run on Ray", key=F("ray"),
+                             help="Each trial runs on whichever node of a Ray cluster has what it asks "
+                                  "for; rows come back to this store, so these pages show it live.")
+        address = c[1].text_input("Ray address", key=F("ray_address"), disabled=not on_ray,
+                                  placeholder="blank: a local Ray on this machine; auto; ray://host:10001")
+        cpus = c[2].number_input("CPUs per trial", 0.0, 64.0, 1.0, step=1.0, key=F("ray_cpus"), disabled=not on_ray)
+        gpus = c[3].number_input("GPUs per trial", 0.0, 8.0, 0.0, step=0.5, key=F("ray_gpus"), disabled=not on_ray)
         if st.button("Start study", type="primary", icon=":material/play_arrow:", key=F("start")):
             try:
-                ids = launch_study(manager, spec)
+                if on_ray:  # ray is imported only when asked for: ~1 s the page need not pay
+                    from core.runs.ray_study import RayOptions, queue_ray_study, start_ray_driver
+
+                    options = RayOptions(address.strip() or None, float(cpus), float(gpus))
+                    options.validate()
+                    ids = queue_ray_study(store, spec)
+                    start_ray_driver(store.path, spec.name, options)
+                else:
+                    ids = launch_study(manager, spec)
             except ConfigError as e:
                 msg = str(e).split(": ", 1)[-1]
                 st.error(f"Nothing started — **{e.field}**: {msg}", icon=":material/error:")
                 return
+            except ValueError as e:
+                st.error(f"Nothing started — {e}", icon=":material/error:")
+                return
             _show_study(spec.name)
             st.session_state[FORM_RESET] = True
-            app_state.flash(f"Started study **{spec.name}**: {len(ids)} runs queued.")
+            where = f" on Ray ({address.strip() or 'a local Ray'})" if on_ray else ""
+            app_state.flash(f"Started study **{spec.name}**{where}: {len(ids)} runs queued.")
             st.rerun()
 
 
