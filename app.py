@@ -34,10 +34,12 @@ if css.exists():
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
     st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/table_view:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/compare_live.py", title="Compare live", icon=":material/view_column:"),
 ]
 page = st.navigation(PAGES)
 st.session_state[app_state.APP_RAN] = True

@@ -1,6 +1,8 @@
 """Home: what the app does, the one-click demo, the device, links to the other pages."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 import app_state
@@ -8,10 +10,13 @@ from core.engine.config import ConfigError
 from core.engine.device import pick_device
 from core.engine.genotype import DARTS_V2
 from core.engine.ops import OP_DESCRIPTIONS
+from core.runs.groups import activation_group, group_seconds, rounds, run_cpu_seconds, start_group
 from core.viz.cells import genotype_dot
 from core.viz.palette import op_key_spec
 
 app_state.ensure_app_navigation()
+
+DEMO_BUDGET_S = 180  # one demo search's time budget on a CPU (README "Presets")
 
 st.title("PRIME Explorer")
 app_state.show_flash()
@@ -24,6 +29,35 @@ st.markdown(
     "Every run is kept in one store, so searches started from the command line "
     "(`python -m core search`) show up here too, and finished runs can be exported."
 )
+
+
+def _compare_activations(demo) -> None:
+    """The second call to action: the demo once per activation, as one group, opened side by
+    side on Compare live. Only the activation differs between the three runs."""
+    manager = app_state.get_manager()
+    group = activation_group(demo)
+    names = ", ".join(cfg.activation for _, cfg in group)
+    st.markdown(
+        f"**Compare activations** runs this demo {len(group)} times, with {names}: the same data, "
+        f"seed, schedule (`{demo.schedule}`), regularizer (`{demo.regularizer}`) and budget, so "
+        "whatever differs between the columns is the activation's doing. The three method "
+        "presets (darts-prime, fairdarts, prime-crb) would also change the schedule, the data "
+        "split, the regularizer, the op set and the budget, and the comparison could no longer "
+        "say which of them made the difference.")
+    seconds = [run_cpu_seconds(cfg) for _, cfg in group]
+    if all(s is not None for s in seconds):
+        wall = group_seconds(seconds, manager.max_concurrent)
+        turns = rounds(len(group), manager.max_concurrent)
+        how = (f"{manager.max_concurrent} at a time, the rest queued: {turns} turns"
+               if turns > 1 else "all at once")
+        over = wall > DEMO_BUDGET_S
+        st.caption(f"{'⚠ ' if over else ''}On this machine ({os.cpu_count()} cores) the {len(group)} "
+                   f"searches take about **{app_state.format_duration(wall)}** ({how})"
+                   + (f", longer than one demo's {DEMO_BUDGET_S // 60} minutes." if over else "."))
+    if st.button("Compare activations", key="compare_activations", icon=":material/view_column:"):
+        _, ids = start_group(manager, "activations", group)
+        st.switch_page("pages/compare_live.py", query_params={"runs": ",".join(map(str, ids))})
+
 
 device = pick_device("auto")
 try:
@@ -45,6 +79,7 @@ with left:
         if st.button("Run the demo", type="primary", key="run_demo"):
             run_id = app_state.get_manager().start(demo, name=f"demo ({demo.preset})", group="demo")
             app_state.open_in_monitor(run_id)
+        _compare_activations(demo)
     else:
         st.error(f"The demo settings in ${app_state.DEMO_OVERRIDES_ENV} are invalid: {demo_error}")
 with right:

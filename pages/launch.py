@@ -15,6 +15,7 @@ from core.data import get_dataset_spec, list_datasets
 from core.engine.activations import list_activations
 from core.engine.config import (
     GROUPS,
+    MAX_TEXT_CHARS,
     ConfigError,
     SearchConfig,
     field_info,
@@ -24,6 +25,16 @@ from core.engine.config import (
     preset_fields,
 )
 from core.engine.regularizers import list_regularizers
+from core.runs.groups import (
+    MAX_VALUES,
+    MIN_VALUES,
+    group_seconds,
+    rounds,
+    run_cpu_seconds,
+    start_group,
+    varied_fields,
+    vary,
+)
 from core.engine.schedules import list_schedules
 
 app_state.ensure_app_navigation()
@@ -141,8 +152,8 @@ def _widget(name: str) -> None:
         st.number_input(name, step=1, key=key, help=help_)
     elif kind == "float":
         st.number_input(name, step=_float_step(f["default"]), format="%g", key=key, help=help_)
-    else:
-        st.text_input(name, key=key, help=help_)
+    else:  # the data folder: a path beyond MAX_TEXT_CHARS is cut in the browser, not sent
+        st.text_input(name, key=key, help=help_, max_chars=MAX_TEXT_CHARS)
 
 
 def _estimate_outcome(status: dict[str, Any] | None, slot: Any) -> bool:
@@ -284,3 +295,41 @@ if st.button("Start search", type="primary", key="start_search"):
         run_id = manager.start(config, name=st.session_state["run_name"].strip() or None,
                                group=st.session_state["run_group"].strip() or None)
         app_state.open_in_monitor(run_id)
+
+st.subheader("Vary one field")
+st.caption("Starts one run per value of one field, everything else from the form above, as one "
+           "group, and shows them side by side on Compare live.")
+v1, v2 = st.columns([1, 2])
+vary_field = v1.selectbox("Field to vary", varied_fields(), key="vary_field",
+                          index=varied_fields().index("activation"))
+choices = (REGISTRY_CHOICES[vary_field]() if vary_field in REGISTRY_CHOICES
+           else INFO[vary_field].get("choices") or [])
+v2.text_input(f"{MIN_VALUES}-{MAX_VALUES} values, separated by commas", key="vary_values",
+              placeholder=", ".join(map(str, choices[:3])) if choices else "e.g. 0, 1, 2",
+              help=(f"Allowed: {', '.join(map(str, choices))}." if choices else _help(vary_field)))
+texts = [t for t in st.session_state.get("vary_values", "").split(",") if t.strip()]
+variants, vary_error = [], None
+if config is not None and texts:
+    try:
+        variants = vary(config, vary_field, texts)
+    except ConfigError as exc:
+        vary_error = exc
+if vary_error is not None:
+    st.error(f"**Vary one field** — {vary_error}", icon=":material/error:")
+elif variants:
+    cpu = [run_cpu_seconds(cfg) for _, cfg in variants]
+    timing = ""
+    if all(s is not None for s in cpu):
+        timing = (f" About **{app_state.format_duration(group_seconds(cpu, manager.max_concurrent))}** "
+                  f"on this machine, {manager.max_concurrent} at a time"
+                  + (f" ({rounds(len(variants), manager.max_concurrent)} turns)."
+                     if len(variants) > manager.max_concurrent else "."))
+    st.caption(f"{len(variants)} runs: " + ", ".join(label for label, _ in variants) + "." + timing)
+if st.button("Start group", key="start_group", disabled=config is None):
+    if not variants:
+        st.error(f"Nothing started: {vary_error or f'{vary_field}: give {MIN_VALUES} to {MAX_VALUES} values'}",
+                 icon=":material/error:")
+    else:
+        _, group_ids = start_group(manager, st.session_state["run_group"].strip() or f"vary-{vary_field}",
+                                   variants)
+        st.switch_page("pages/compare_live.py", query_params={"runs": ",".join(map(str, group_ids))})

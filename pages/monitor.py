@@ -14,7 +14,7 @@ import streamlit as st
 
 import app_state
 from core.engine.genotype import CELL_TITLES, CELL_TYPES
-from core.runs.store import ACTIVE_STATUSES
+from core.runs.store import ACTIVE_STATUSES, RESUMABLE_STATUSES
 from core.viz import figures, hints, line_charts
 from core.viz.live import MAX_REFRESH_S, REFRESH_S, refresh_seconds
 
@@ -93,8 +93,14 @@ def _heading(run) -> None:
             with st.expander("Error details"):
                 st.code(run.error, language=None)
     elif run.status == "interrupted":
-        st.warning("The process writing this run is gone. Resume continues from the last "
-                   "checkpoint (saved at each epoch end).", icon=":material/warning:")
+        seen = run.last_seen
+        when = "never" if seen is None else (
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(seen))}, "
+            f"{app_state.format_duration(time.time() - seen)} ago")
+        st.warning(f"The process writing this run is gone (last seen {when}). Resume continues "
+                   "from its latest checkpoint (written at each epoch end and at most "
+                   f"{run.config.get('checkpoint_seconds', 60)} s apart); the Runs page can "
+                   "delete it.", icon=":material/warning:")
     elif run.status == "paused":
         st.info("Paused. Resume continues where it stopped.", icon=":material/pause_circle:")
 
@@ -126,7 +132,7 @@ def _controls(run) -> None:
     if c2.button("Pause", icon=":material/pause:", key="ctl_pause", disabled=not (ours and run.status == "running"), help=note):
         manager.pause(run.id)
         st.rerun()
-    can_resume = (ours and run.status == "paused") or run.status in ("interrupted", "stopped", "failed")
+    can_resume = (ours and run.status == "paused") or (not ours and run.status in RESUMABLE_STATUSES)
     if c3.button("Resume", icon=":material/play_arrow:", key="ctl_resume", disabled=not can_resume,
                  help="Paused runs continue at once; stopped, failed or interrupted ones restart "
                       "from their last checkpoint."):

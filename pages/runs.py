@@ -15,8 +15,9 @@ import streamlit as st
 import app_state
 from core.engine.evaluate import list_eval_presets, make_eval_config
 from core.engine.genotype import CELL_TYPES
-from core.runs.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES
+from core.runs.store import ACTIVE_STATUSES, EVAL_ACTIVE_STATUSES, RESUMABLE_STATUSES
 from core.viz.export import export_run
+from core.viz.tracking import DEFAULT_MLFLOW_DIR, export_mlflow, mlflow_uri, tensorboard_zip
 
 app_state.ensure_app_navigation()
 
@@ -37,12 +38,22 @@ def _table(runs) -> pd.DataFrame:
             "status": r.status,
             "started": pd.to_datetime(r.started or r.created, unit="s", utc=True).tz_convert(None),
             "duration (s)": None if r.duration is None else round(r.duration, 1),
+            # when its process last wrote or stamped it: for a dead run, when it died
+            "last seen": None if r.last_seen is None else
+            pd.to_datetime(r.last_seen, unit="s", utc=True).tz_convert(None),
             "iterations": r.iterations, "of": r.total_iterations,
             "best val acc": r.summary.get("best_val_acc"),
             "size (params)": r.size,
             "genotype": r.genotype or "", "error": err[0] if err else "",
         })
     return pd.DataFrame(rows)
+
+
+def _seen(t: float | None) -> str:
+    if t is None:
+        return "never"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))}, " \
+           f"{app_state.format_duration(time.time() - t)} ago"
 
 
 def _options(df: pd.DataFrame, col: str) -> list[str]:
@@ -168,6 +179,9 @@ st.dataframe(
     column_config={
         "id": st.column_config.NumberColumn("id", width="small"),
         "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "last seen": st.column_config.DatetimeColumn(
+            "last seen (UTC)", format="YYYY-MM-DD HH:mm:ss",
+            help="When the run's process last wrote or stamped it (every few seconds while alive)"),
         "best val acc": st.column_config.ProgressColumn("best val acc", min_value=0.0, max_value=1.0,
                                                         format="percent"),
         "size (params)": st.column_config.NumberColumn("size (params)", format="localized"),
@@ -188,10 +202,22 @@ run_id = st.selectbox("Run", ids, key=PICK_KEY,
                       format_func=lambda i: f"#{i} · {by_id[i].name}")
 run = by_id[run_id]
 
-a1, a2 = st.columns([1, 3], vertical_alignment="top")
+a1, a3, a2 = st.columns([1, 1, 2], vertical_alignment="top")
 with a1:
     if st.button("Open in monitor", icon=":material/monitoring:", type="primary", key="open_run"):
         app_state.open_in_monitor(run_id)
+with a3:
+    if st.button("Resume", icon=":material/play_arrow:", key="resume_run",
+                 disabled=run.status not in RESUMABLE_STATUSES or manager.is_live(run_id),
+                 help="Interrupted, stopped and failed runs continue from their latest checkpoint "
+                      "(written at most a minute apart) in a worker process."):
+        try:
+            manager.resume(run_id)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            st.error(str(exc), icon=":material/error:")
+        else:
+            app_state.forget_run_view(run_id)  # a restart rewrites rows after its checkpoint
+            app_state.open_in_monitor(run_id)
 with a2:
     live = manager.is_live(run_id) or run.status in ACTIVE_STATUSES
     with st.popover("Delete…", icon=":material/delete:"):
@@ -207,6 +233,10 @@ with a2:
             app_state.flash(f"Deleted run #{run_id} ({run.name}).")
             st.rerun()
 
+if run.status == "interrupted":
+    st.warning(f"Interrupted: its process is gone (last seen "
+               f"{_seen(run.last_seen)}). Resume continues from its latest checkpoint; Delete "
+               "removes it.", icon=":material/warning:")
 if run.status == "failed":
     st.error(f"Failed: {(run.error or 'no error text').strip().splitlines()[0]}", icon=":material/error:")
     with st.expander("Error details"):
@@ -241,3 +271,23 @@ else:
     else:
         g[2].caption("SVG export needs Graphviz's `dot` program (Debian: `apt-get install graphviz`); "
                      "the DOT files open in any Graphviz viewer.")
+
+st.markdown("**TensorBoard and MLflow**")
+t = st.columns([1, 2, 1])
+t[0].download_button("TensorBoard (zip)", lambda: tensorboard_zip(store, run_id),
+                     file_name=f"{stem}_tensorboard.zip", mime="application/zip", key="dl_tensorboard",
+                     help="Event files of every scalar, each edge's op weights, the genotypes and the "
+                          "config as hparams. Unzip under a folder and run `tensorboard --logdir` on it.")
+where = t[1].text_input("MLflow tracking URI or folder", key="mlflow_where", placeholder=DEFAULT_MLFLOW_DIR,
+                        help="A folder here (default mlruns/, a SQLite tracking store) or a server's "
+                             "URI such as http://host:5000.")
+if t[2].button("Log to MLflow", key="mlflow_log"):
+    uri = mlflow_uri(where)
+    try:
+        mlflow_id = export_mlflow(store, run_id, uri)
+    except Exception as exc:  # an unreachable server or a bad URI: say so, keep the page
+        st.error(f"MLflow tracking URI or folder: {uri} refused the run: {app_state.first_line(exc)}",
+                 icon=":material/error:")
+    else:
+        st.success(f"Logged as MLflow run `{mlflow_id}` at `{uri}`. See it with "
+                   f"`mlflow ui --backend-store-uri {uri}`.", icon=":material/check:")

@@ -549,6 +549,35 @@ def test_runs_downloads_of_a_finished_run(finished_db):
     assert export_run(_store(path), run_id, "genotype") in "\n".join(c.value for c in at.code)
 
 
+def test_runs_exports_to_tensorboard_and_mlflow(finished_db, tmp_path):
+    import io
+    import zipfile
+
+    from mlflow.tracking import MlflowClient
+
+    from core.viz.tracking import tensorboard_zip
+
+    path, run_id = finished_db
+    at = _open("pages/runs.py")
+    assert "TensorBoard (zip)" in [b.label for b in at.download_button]
+    names = zipfile.ZipFile(io.BytesIO(tensorboard_zip(_store(path), run_id))).namelist()
+    assert names and all(n.startswith(f"run-{run_id}") for n in names)
+    assert any("events.out.tfevents" in n for n in names)
+    at.text_input(key="mlflow_where").set_value(str(tmp_path / "ml"))
+    at.button(key="mlflow_log").click().run()
+    assert not at.exception and not at.error
+    (message,) = [s.value for s in at.success]
+    uri = f"sqlite:///{(tmp_path / 'ml' / 'mlflow.db').resolve()}"
+    assert uri in message
+    mlflow_id = message.split("`")[1]
+    run = MlflowClient(tracking_uri=uri).get_run(mlflow_id)
+    assert run.data.params["method"] == _store(path).get_run(run_id).config["method"]
+    at.text_input(key="mlflow_where").set_value("http://127.0.0.1:9")
+    at.button(key="mlflow_log").click().run()
+    assert not at.exception
+    assert "MLflow tracking URI or folder: http://127.0.0.1:9 refused the run" in at.error[0].value
+
+
 def test_runs_open_in_monitor(finished_db):
     path, run_id = finished_db
     at = _open("pages/runs.py")

@@ -50,10 +50,17 @@ def _wait(cond, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_a_study_through_ray_writes_what_a_local_study_writes(local_ray, tmp_path):
+def test_a_study_through_ray_writes_what_a_local_study_writes(local_ray, tmp_path, capsys):
+    from core.__main__ import main as cli
+
     spec = dict(methods=METHODS, seeds=2, preset="tiny", overrides=TINY)
-    ray_store = RunStore(tmp_path / "ray.sqlite")
-    ids = run_ray_study(ray_store, StudySpec("on-ray", **spec), RayOptions())
+    db = str(tmp_path / "ray.sqlite")
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    assert cli(["--db", db, "study", "--methods", ",".join(METHODS), "--seeds", "2", "--preset", "tiny",
+                *sets, "--name", "on-ray", "--ray", "--json"]) == 0
+    ray_store = RunStore(db)
+    ids = [r.id for r in ray_store.list_runs(group="on-ray")]
+    assert '"study": "on-ray"' in capsys.readouterr().out
     local_store = RunStore(tmp_path / "local.sqlite")
     local_ids = run_study(local_store, StudySpec("local", **spec))
     assert len(ids) == 4
@@ -64,6 +71,21 @@ def test_a_study_through_ray_writes_what_a_local_study_writes(local_ray, tmp_pat
         assert _counts(ray_store, run.id) == _counts(local_store, twin.id)
         assert run.genotype == twin.genotype  # same seed, same code: the same cell
         assert run.pid != os.getpid()  # searched in a Ray worker, not here
+
+
+def test_a_stored_study_resumes_on_ray_from_the_cli(local_ray, tmp_path, capsys):
+    """A study whose launching process went away before its trials ran: ``--resume-study``
+    runs what is not finished; a name that is not stored exits 2 naming the flag."""
+    from core.__main__ import main as cli
+    from core.runs.ray_study import queue_ray_study
+
+    db = str(tmp_path / "resume.sqlite")
+    ids = queue_ray_study(RunStore(db), StudySpec("left", methods=METHODS, seeds=1, preset="tiny",
+                                                  overrides=TINY))
+    assert cli(["--db", db, "study", "--resume-study", "left", "--ray"]) == 0
+    assert [r.status for r in RunStore(db).list_runs(ids=ids)] == ["finished", "finished"]
+    assert cli(["--db", db, "study", "--resume-study", "gone", "--ray"]) == 2
+    assert "--resume-study: no study named 'gone'" in capsys.readouterr().err
 
 
 def test_a_killed_trial_is_retried_from_its_checkpoint(local_ray, tmp_path):

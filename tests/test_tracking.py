@@ -114,3 +114,52 @@ def test_mlflow_export_reads_back(recorded, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(mlflow_id)}
     assert {"run.json", "genotype.txt", "cells"} <= artifacts
     assert run.info.status == "FINISHED" and run.info.run_name == "admm live"
+
+
+def test_cli_search_with_tensorboard_then_both_exports(tmp_path, capsys):
+    """The CLI path: ``search --tensorboard DIR`` writes live through the store's recorder
+    (prime-crb, an architecture step every 4th iteration); ``export --format tensorboard`` writes the same
+    scalars; ``export --format mlflow --out FOLDER`` makes a tracking store there."""
+    from core.__main__ import main as cli
+
+    db = str(tmp_path / "cli.sqlite")
+    with one_torch_thread():
+        assert cli(["--db", db, "search", "--preset", "tiny", "--method", "prime-crb", "--set", "epochs=1",
+                    "--set", "iters_per_epoch=8", "--set", "log_every=2", "--name", "crb cli",
+                    "--tensorboard", str(tmp_path / "live"), "--quiet"]) == 0
+    store = RunStore(db)
+    (run,) = store.list_runs()
+    assert run.config["tensorboard_dir"] == str(tmp_path / "live")
+    (live,) = (tmp_path / "live").iterdir()
+    assert live.name == f"run-{run.id}-crb-cli"
+    assert cli(["--db", db, "export", str(run.id), "--format", "tensorboard", "--out", str(tmp_path / "tb")]) == 0
+    assert f"tensorboard --logdir {tmp_path / 'tb'}" in capsys.readouterr().out
+    exported = _steps_by_tag(_read(tmp_path / "tb" / live.name))
+    assert exported == _steps_by_tag(_read(live))
+    assert exported["loss/train"] == store.steps(run.id)["step"].tolist()
+    # terms only on the rows of architecture steps: the others store none (read back as NaN)
+    term_tags = [t for t in exported if t.startswith("regularizer/terms/")]
+    assert term_tags and all(len(exported[t]) < len(exported["loss/train"]) for t in term_tags)
+
+    from mlflow.tracking import MlflowClient
+    assert cli(["--db", db, "export", str(run.id), "--format", "mlflow", "--out", str(tmp_path / "ml")]) == 0
+    out = capsys.readouterr().out
+    uri = f"sqlite:///{(tmp_path / 'ml' / 'mlflow.db').resolve()}"
+    assert uri in out
+    (mlrun,) = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("prime-explorer").experiment_id])
+    assert mlrun.info.run_name == "crb cli" and mlrun.data.params["activation"] == "crb"
+
+
+def test_cli_tracking_errors_name_the_field(tmp_path, capsys):
+    from core.__main__ import main as cli
+
+    db = str(tmp_path / "e.sqlite")
+    RunStore(db)
+    assert cli(["--db", db, "export", "7", "--format", "tensorboard"]) == 2
+    assert "run_id: no run 7" in capsys.readouterr().err
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    assert cli(["--db", db, "search", "--preset", "tiny", "--tensorboard", str(a_file)]) == 2
+    assert "tensorboard_dir: must be a folder" in capsys.readouterr().err
+    assert RunStore(db).list_runs() == []

@@ -17,6 +17,9 @@ from typing import Any, Literal
 from core.registry import Registry, UnknownNameError
 
 
+MAX_TEXT_CHARS = 1024  # a text field (a folder path, a name of a part)
+
+
 class ConfigError(ValueError):
     def __init__(self, field_name: str, message: str):
         self.field = field_name
@@ -118,6 +121,11 @@ class SearchConfig:
     fast: bool = _f(True, "budget", "Use the fast supernet path (same numbers as the plain one).")
     log_every: int = _f(10, "budget", "Iterations per batch of rows written to the store.", min=1,
                         max=10000)
+    checkpoint_seconds: int = _f(60, "budget", "A checkpoint at most this many seconds apart "
+                                 "within an epoch (and at every epoch end): what a crash can cost.",
+                                 min=1, max=86400)
+    tensorboard_dir: str = _f("", "budget", "Also write TensorBoard event files as the search "
+                              "runs, into a folder per run under this one; empty: none.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,13 +150,13 @@ class SearchConfig:
             if t is float:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                     raise ConfigError(f.name, f"must be a number, got {v!r}")
+            if t is str and (not isinstance(v, str) or len(v) > MAX_TEXT_CHARS):
+                raise ConfigError(f.name, f"must be text of at most {MAX_TEXT_CHARS} characters, got "
+                                  + (f"{len(v)} characters" if isinstance(v, str) else repr(v)))
             md = f.metadata
-            lo, hi = md.get("min"), md.get("max")
-            if "gt" in md and not v > md["gt"]:
-                raise ConfigError(f.name, f"must be > {md['gt']}" + (f" and <= {hi}" if hi is not None
-                                  else "") + f", got {v}")
-            if lo is not None and v < lo or hi is not None and v > hi:
-                raise ConfigError(f.name, f"must be between {lo} and {hi}, got {v}")
+            if ("gt" in md and not v > md["gt"] or "min" in md and v < md["min"]
+                    or "max" in md and v > md["max"]):
+                raise ConfigError(f.name, f"must be {_allowed(md)}, got {v}")
             if typing.get_origin(t) is Literal and v not in typing.get_args(t):
                 raise ConfigError(f.name, f"must be one of {', '.join(typing.get_args(t))}, got {v!r}")
         for name, valid in (("activation", list_activations()), ("schedule", list_schedules()),
@@ -166,6 +174,10 @@ class SearchConfig:
         if self.data_dir and not os.path.isdir(self.data_dir):
             raise ConfigError("data_dir", f"must be an existing folder or empty for the default; "
                               f"{self.data_dir!r} does not exist")
+        if self.tensorboard_dir and os.path.exists(self.tensorboard_dir) and not os.path.isdir(
+                self.tensorboard_dir):
+            raise ConfigError("tensorboard_dir", f"must be a folder (made if missing) or empty for "
+                              f"none; {self.tensorboard_dir!r} is a file")
 
     # ---- forms -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +211,15 @@ class SearchConfig:
         return train_fraction(self.split, self.period)
 
 
+def _allowed(md: dict[str, Any]) -> str:
+    """A field's range in words, from its bounds (gt, min, max); none of them reads None."""
+    low = f"> {md['gt']}" if "gt" in md else f">= {md['min']}" if "min" in md else None
+    if low and "max" in md:
+        return (f"between {md['min']} and {md['max']}" if "min" in md
+                else f"{low} and <= {md['max']}")
+    return low or f"<= {md['max']}"
+
+
 def field_info() -> list[dict[str, Any]]:
     """Name, type, default, group, help and bounds of each field, for forms and docs."""
     hints = typing.get_type_hints(SearchConfig)
@@ -228,7 +249,7 @@ def parse_value(name: str, text: str) -> Any:
                 return False
             raise ValueError
         if kind == "int":
-            return int(text)
+            return int(text.strip())  # "1e30" or "2.5" is no whole number: refused, not rounded
         if kind == "float":
             return float(text)
     except ValueError:

@@ -41,6 +41,13 @@ OP_DESCRIPTIONS: dict[str, str] = {
     "dil_conv_5x5": "5x5 dilated separable convolution (dilation 2)",
 }
 
+# Ops outside the search space, for evaluation networks of published cells only (NASNet-A,
+# AmoebaNet-A in DARTS's genotypes.py); DARTS's operations.py builds them the same way.
+EVAL_ONLY_OPS: dict[str, str] = {
+    "sep_conv_7x7": "7x7 separable convolution, twice",
+    "conv_7x1_1x7": "a 1x7 then a 7x1 convolution",
+}
+
 
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     def deco(factory: OpFactory) -> OpFactory:
@@ -147,6 +154,21 @@ class SepConv(_ReluFirst):
         )
 
 
+class Conv7x1_1x7(nn.Sequential):
+    """DARTS's ``conv_7x1_1x7``: ReLU, a 1x7 conv, a 7x1 conv, BN; a plain Sequential as there,
+    so the parameter names (``.1.weight`` ...) match DARTS's checkpoints."""
+
+    starts_with_relu = False  # only the supernet's fast path reads it, and this op is not in it
+
+    def __init__(self, C: int, stride: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C, C, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+            nn.Conv2d(C, C, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+            nn.BatchNorm2d(C, affine=affine),
+        )
+
+
 class Identity(nn.Module):
     starts_with_relu = False
 
@@ -249,6 +271,16 @@ def _dil3(C: int, stride: int, affine: bool) -> nn.Module:
 @register_op("dil_conv_5x5")
 def _dil5(C: int, stride: int, affine: bool) -> nn.Module:
     return DilConv(C, C, 5, stride, 4, 2, affine=affine)
+
+
+@register_op("sep_conv_7x7")
+def _sep7(C: int, stride: int, affine: bool) -> nn.Module:
+    return SepConv(C, C, 7, stride, 3, affine=affine)
+
+
+@register_op("conv_7x1_1x7")
+def _conv7x1(C: int, stride: int, affine: bool) -> nn.Module:
+    return Conv7x1_1x7(C, stride, affine=affine)
 
 
 def op_starts_with_relu(module: nn.Module) -> bool:

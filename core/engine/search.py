@@ -3,7 +3,9 @@ step (first order) when the schedule says, cosine lr stepped per epoch, gradient
 
 Everything the loop learns reaches the store through one ``Recorder`` callback; the loop itself
 does no I/O. Hooks (``Callback``) follow Lightning's: on_search_start, on_epoch_start,
-on_step_end, on_epoch_end, on_search_end. Resume = load a checkpoint written at epoch ends.
+on_step_end, on_epoch_end, on_search_end (and on_checkpoint, before each checkpoint: the
+recorder writes its rows first). Resume = load the latest checkpoint, written at epoch ends, at
+most every ``checkpoint_seconds`` within an epoch, and when the run is stopped.
 
 Hot-loop rules (docs/design.md "Rules the code keeps"): no host sync per op or parameter. Per
 iteration the loop reads one scalar (FI, only for the informed schedule); losses and accuracies
@@ -13,6 +15,7 @@ record).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,7 +46,7 @@ class NonFiniteError(RuntimeError):
 
 
 class SearchStopped(Exception):
-    pass
+    """Raised between iterations; args: (epoch, iteration within it) where the loop stopped."""
 
 
 @dataclass
@@ -65,6 +68,10 @@ class SearchResult:
     # CPU seconds of this process during the run (one search per worker process): what a run
     # costs, which a busy machine moves far less than its wall time.
     cpu_seconds: float | None = None
+    # Seconds inside checkpoint writes in this attempt, and how many were written: what
+    # crash safety costs, against ``seconds``.
+    checkpoint_time: float = 0.0
+    checkpoints: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         pct = 100.0 * self.pruned / self.total_ops if self.total_ops else 0.0
@@ -77,7 +84,8 @@ class SearchResult:
                 "separated_edges": (None if self.separated_edges is None
                                     else round(self.separated_edges, 4)),
                 "last_genotype_change": self.last_genotype_change,
-                "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 3)}
+                "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 3),
+                "checkpoint_time": round(self.checkpoint_time, 4), "checkpoints": self.checkpoints}
 
 
 class Callback:
@@ -86,6 +94,7 @@ class Callback:
     def on_step_end(self, search: "Search", row: dict[str, Any]) -> None: ...
     def on_epoch_end(self, search: "Search", epoch: int, val_acc: float, val_loss: float) -> None: ...
     def on_search_end(self, search: "Search", result: SearchResult) -> None: ...
+    def on_checkpoint(self, search: "Search") -> None: ...
 
 
 @dataclass
@@ -175,6 +184,11 @@ class Search:
         self._last_arch_iter = 0
         self._epoch_acc_sum: torch.Tensor | None = None
         self._epoch_acc_n = 0
+        self.start_iter = 0            # iterations of start_epoch already done (a resume)
+        self.elapsed_before = 0.0      # seconds earlier attempts ran (a resume)
+        self._clock0 = time.time()
+        self.checkpoint_time = 0.0
+        self.checkpoints = 0
         if self.resume and self.store is not None and self.run_id is not None:
             self._load_checkpoint()
         self._refresh_arch_state()
@@ -332,28 +346,37 @@ class Search:
         self.model.train()
         return correct / max(1, n), loss_sum / max(1, n)
 
+    def elapsed(self) -> float:
+        """Seconds the run has searched, over all its attempts (what its rows' time reads)."""
+        return self.elapsed_before + time.time() - self._clock0
+
     def run(self, stop_event: threading.Event | None = None,
             pause_event: threading.Event | None = None) -> SearchResult:
         stop_event = stop_event or threading.Event()
         t0, cpu0 = time.time(), time.process_time()
         if not self._ready:
             self.setup()
+        self._clock0 = self._last_checkpoint = time.time()
         for cb in self.callbacks:
             cb.on_search_start(self)
         status = "finished"
         epoch = self.start_epoch
+        every = self.config.checkpoint_seconds
         try:
             for epoch in range(self.start_epoch, self.config.epochs):
                 for cb in self.callbacks:
                     cb.on_epoch_start(self, epoch)
-                for _ in range(self.iters_per_epoch):
+                first = self.start_iter if epoch == self.start_epoch else 0
+                for i in range(first, self.iters_per_epoch):
                     if pause_event is not None and pause_event.is_set():
                         self._wait_while_paused(pause_event, stop_event)
                     if stop_event.is_set():
-                        raise SearchStopped
+                        raise SearchStopped(epoch, i)
                     row = self.iteration(epoch)
                     for cb in self.callbacks:
                         cb.on_step_end(self, row)
+                    if i + 1 < self.iters_per_epoch and time.time() - self._last_checkpoint >= every:
+                        self.checkpoint(epoch, i + 1)  # the epoch end writes one anyway
                 self.lr_scheduler.step()
                 if self._epoch_acc_n:
                     self.last_train_acc = float(self._epoch_acc_sum) / self._epoch_acc_n
@@ -362,9 +385,10 @@ class Search:
                 self.last_val_acc = val_acc
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, val_acc, val_loss)
-                self.save_checkpoint(epoch + 1)
-        except SearchStopped:
+                self.checkpoint(epoch + 1, 0)
+        except SearchStopped as stopped:
             status = "stopped"
+            self.checkpoint(*stopped.args)  # a stopped run resumes where it stopped
         except BaseException as exc:
             for cb in self.callbacks:
                 getattr(cb, "on_search_error", lambda s, e: None)(self, exc)
@@ -374,7 +398,8 @@ class Search:
                               time.time() - t0, self.pruned, self.total_ops,
                               separation(self.arch.weights, self.primitives),
                               separated_share(self.arch.weights, self.primitives),
-                              self.last_genotype_change, time.process_time() - cpu0)
+                              self.last_genotype_change, time.process_time() - cpu0,
+                              self.checkpoint_time, self.checkpoints)
         for cb in self.callbacks:
             cb.on_search_end(self, result)
         return result
@@ -396,14 +421,30 @@ class Search:
             getattr(cb, "on_pause", lambda s, p: None)(self, False)
 
     # ---- checkpoints ------------------------------------------------------------------------
-    def save_checkpoint(self, next_epoch: int) -> None:
+    def checkpoint(self, next_epoch: int, epoch_iter: int = 0) -> None:
+        """The callbacks write what they hold (rows up to this iteration), then the checkpoint:
+        a resume redoes at most the iterations since, and never finds a gap in the rows."""
         if self.store is None or self.run_id is None:
             return
-        import os
+        for cb in self.callbacks:
+            getattr(cb, "on_checkpoint", lambda s: None)(self)
+        self.save_checkpoint(next_epoch, epoch_iter)
+
+    def save_checkpoint(self, next_epoch: int, epoch_iter: int = 0) -> None:
+        """Written to a temporary file, synced, then renamed over the last one: a crash at any
+        moment leaves the previous checkpoint or this one, whole."""
+        if self.store is None or self.run_id is None:
+            return
+        t0 = time.perf_counter()
         path = self.store.checkpoint_path(self.run_id)
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        acc_sum = self._epoch_acc_sum
         state = {
-            "next_epoch": next_epoch, "step": self.step, "arch_steps": self.arch_steps,
+            "next_epoch": next_epoch, "epoch_iter": epoch_iter, "elapsed": self.elapsed(),
+            "epoch_acc_sum": 0.0 if acc_sum is None else float(acc_sum),
+            "epoch_acc_n": self._epoch_acc_n, "last_arch_iter": self._last_arch_iter,
+            "last_train_acc": -1.0 if self.last_train_acc is None else self.last_train_acc,
+            "step": self.step, "arch_steps": self.arch_steps,
             "pruned": self.pruned, "last_genotype_change": self.last_genotype_change,
             "last_val_acc": -1.0 if self.last_val_acc is None else self.last_val_acc,
             "model": self.model.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
@@ -417,14 +458,21 @@ class Search:
         if self.sample_generator is not None:
             state["sample_rng"] = self.sample_generator.get_state()
         tmp = path + ".tmp"
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        self._last_checkpoint = time.time()
+        self.checkpoint_time += time.perf_counter() - t0
+        self.checkpoints += 1
 
     def _load_checkpoint(self) -> None:
-        import os
         path = self.store.checkpoint_path(self.run_id)
         if not os.path.exists(path):
             self.store.truncate_after(self.run_id, -1)
+            self.push_event({"kind": "resumed", "step": 0, "message": "resumed from the start: "
+                             "no checkpoint had been written"})
             return  # nothing saved yet: start over
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
@@ -446,6 +494,17 @@ class Search:
         self.last_genotype_change = int(state.get("last_genotype_change", 0))
         v = float(state["last_val_acc"])
         self.last_val_acc = None if v < 0 else v
+        # checkpoints of older versions were written at epoch ends only
+        self.start_iter = int(state.get("epoch_iter", 0))
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        n = int(state.get("epoch_acc_n", 0))
+        self._epoch_acc_n = n
+        self._epoch_acc_sum = (torch.tensor(float(state["epoch_acc_sum"]), device=self.device)
+                               if n else None)
+        self._last_arch_iter = int(state.get("last_arch_iter", 0))
+        t = float(state.get("last_train_acc", -1.0))
+        self.last_train_acc = None if t < 0 else t
         self.store.truncate_after(self.run_id, self.step - 1)
-        self.push_event({"kind": "resumed", "step": self.step,
-                                    "message": f"resumed from epoch {self.start_epoch}"})
+        where = f"iteration {self.step} (epoch {self.start_epoch + 1}, iteration {self.start_iter + 1})"
+        self.push_event({"kind": "resumed", "step": self.step, "message": f"resumed from {where}",
+                         "data": {"elapsed": self.elapsed_before}})

@@ -105,8 +105,9 @@ class RemoteStore:
 
     def recorder(self, run_id: int, log_every: int = 10) -> Any:
         from core.runs.recorder import Recorder
+        from core.runs.tensorboard import recording_store
 
-        return Recorder(self, run_id, log_every)
+        return Recorder(recording_store(self, run_id), run_id, log_every)
 
     def mark_started(self, run_id: int, device: str) -> None:
         # the trial's own host and pid, not the actor's: what liveness checks and kills name

@@ -1,16 +1,22 @@
 """The Recorder callback: the one path from a running search into the run store.
 
 Rows are buffered and written every ``log_every`` iterations (or after a second), with all
-their device scalars read back in one transfer; events, alphas and genotypes go with them.
+their device scalars read back in one transfer; events, alphas and genotypes go with them, and
+before every checkpoint. While the search runs, a thread stamps the run every
+HEARTBEAT_SECONDS (``RunStore.touch``): readers on other hosts judge liveness by it.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import torch
 
 from core.engine.search import Callback, NonFiniteError, Search, SearchResult
+
+# How often the run's process stamps it alive (core.runs.store.STALE_SECONDS is many beats).
+HEARTBEAT_SECONDS = 5.0
 
 _MAX_FLUSH_SECONDS = 1.0
 
@@ -22,19 +28,32 @@ class Recorder(Callback):
         self.log_every = max(1, int(log_every))
         self.rows: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
-        self._t0 = time.time()
+        self._beating = threading.Event()
 
     # ---- hooks -----------------------------------------------------------------------------
     def on_search_start(self, search: Search) -> None:
-        self._t0 = time.time()
         self.store.mark_started(self.run_id, str(search.device))
-        self.store.update_run(self.run_id, total_iterations=search.total_iterations)
+        # a resumed run's recorded time goes on from its checkpoint's
+        extra = {"started": time.time() - search.elapsed_before} if search.elapsed_before else {}
+        self.store.update_run(self.run_id, total_iterations=search.total_iterations, **extra)
         self.store.add_event(self.run_id, "started", f"search started on {search.device} "
                              f"({search.total_iterations} iterations)", step=search.step)
         self.flush(search)
+        self._beating.clear()
+        threading.Thread(target=self._heartbeat, daemon=True, name=f"heartbeat-{self.run_id}").start()
+
+    def _heartbeat(self) -> None:
+        while not self._beating.wait(HEARTBEAT_SECONDS):
+            try:
+                self.store.touch(self.run_id)
+            except Exception:  # a busy store: the next beat, or the next rows, say it lives
+                pass
+
+    def on_checkpoint(self, search: Search) -> None:
+        self.flush(search)
 
     def on_step_end(self, search: Search, row: dict[str, Any]) -> None:
-        row["time"] = time.time() - self._t0
+        row["time"] = search.elapsed()
         self.rows.append(row)
         if len(self.rows) >= self.log_every or time.monotonic() - self._last_flush > _MAX_FLUSH_SECONDS:
             self.flush(search)
@@ -57,12 +76,14 @@ class Recorder(Callback):
                              "paused" if paused else "resumed after pause", step=search.step)
 
     def on_search_error(self, search: Search, exc: BaseException) -> None:
+        self._beating.set()
         try:
             self.flush(search, check=False)
         except Exception:  # the original error matters more than a failed last write
             pass
 
     def on_search_end(self, search: Search, result: SearchResult) -> None:
+        self._beating.set()
         self.flush(search)
         summary = result.to_dict()
         summary.pop("run_id")

@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from core.engine.config import SearchConfig
-from core.runs.store import EVAL_ACTIVE_STATUSES, RunStore
+from core.engine.config import ConfigError, SearchConfig
+from core.runs.store import EVAL_ACTIVE_STATUSES, RESUMABLE_STATUSES, RunStore
 from core.runs.study import StudySpec, evaluation_due, launch_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,7 @@ class RunManager:
     def start(self, config: SearchConfig, name: str | None = None, group: str | None = None) -> int:
         """Stores the run and starts it (or queues it); returns its id at once."""
         config.validate()
+        check_device(config)  # nothing is stored for a run that cannot start
         run_id = self.store.create_run(config, name=name, group=group, status="queued")
         self._submit(_Handle(SEARCH, run_id))
         return run_id
@@ -131,11 +132,14 @@ class RunManager:
         run = self.store.get_run(run_id)
         if run is None:
             raise KeyError(f"no run {run_id}")
-        if run.status not in ("interrupted", "stopped", "failed", "paused"):
-            raise ValueError(f"run {run_id} is {run.status}; only interrupted, stopped, failed or "
-                             "paused runs can be resumed")
-        SearchConfig.from_dict(run.config).validate()  # e.g. its data folder is gone: say so here
-        self.store.update_run(run_id, status="queued", error=None)
+        if run.status not in RESUMABLE_STATUSES:
+            raise ValueError(f"run {run_id} is {run.status}" + (
+                f" in process {run.pid} on {run.host}" if run.status != "finished" else "")
+                + "; only interrupted, stopped or failed runs (and paused ones this app holds) "
+                "can be resumed")
+        config = SearchConfig.from_dict(run.config)  # e.g. its data folder is gone: say so here
+        check_device(config)
+        self.store.queue_run(run_id)  # held by this process until its worker takes it
         self._submit(_Handle(SEARCH, run_id, resume=True))
 
     # ---- evaluations -----------------------------------------------------------------------
@@ -321,7 +325,7 @@ class RunManager:
                     self._refill_spare()
 
     def _settle_search(self, h: _Handle, code: int, tail: str) -> None:
-        run = self.store.get_run(h.ident)
+        run = self.store.get_run(h.ident, check=False)
         if run is not None and run.status in ACTIVE:
             if h.stopping:
                 self.store.update_run(h.ident, status="stopped" if not self._closed else "interrupted")
@@ -484,6 +488,17 @@ class RunManager:
                 except subprocess.TimeoutExpired:
                     continue
                 h.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+def check_device(config: SearchConfig) -> None:
+    """ConfigError naming ``device`` if the config's device is not on this machine."""
+    from core.engine.device import pick_device
+
+    try:
+        pick_device(config.device)
+    except (RuntimeError, ValueError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError("device", text.removeprefix("device: ")) from None
 
 
 def run_study(store: Any, spec: StudySpec, max_concurrent: int = 2,

@@ -94,7 +94,9 @@ def step_scalars(rows: Iterable[dict[str, Any]], layout: RunLayout) -> list[Scal
         terms = row.get("terms")
         if isinstance(terms, str):
             terms = json.loads(terms) if terms else None
-        for name, value in (terms or {}).items():
+        if not isinstance(terms, dict):  # none stored: a missing value reads NaN from the store
+            terms = {}
+        for name, value in terms.items():
             v = _number(value)
             if v is not None:
                 out.append((f"regularizer/terms/{_safe(name)}", step, v))

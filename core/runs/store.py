@@ -97,12 +97,27 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE evaluations ADD COLUMN host TEXT;
     ALTER TABLE evaluations ADD COLUMN started REAL;
     """,
+    # Liveness (docs/design.md "Liveness"): the start time of the process named by ``pid`` (a
+    # reused pid has another), and the last heartbeat of the process writing the run.
+    """
+    ALTER TABLE runs ADD COLUMN proc_start REAL;
+    ALTER TABLE runs ADD COLUMN seen REAL;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 # Statuses a run can have; "interrupted" is derived when the writing process is gone.
 ACTIVE_STATUSES = ("queued", "running", "paused")
 FINAL_STATUSES = ("finished", "failed", "stopped", "interrupted")
+# Every run that is not live and not finished can be resumed (from its last checkpoint).
+RESUMABLE_STATUSES = ("interrupted", "stopped", "failed")
+# A run on another host (where its pid cannot be checked) unseen for this long is taken as
+# gone; its process stamps ``seen`` every few seconds (core.runs.recorder.HEARTBEAT_SECONDS).
+STALE_SECONDS = 120.0
+# Events a resumed run keeps after its checkpoint: the run's history, not rows it redoes.
+LIFECYCLE_EVENTS = ("started", "stopped", "interrupted", "failed", "resumed", "paused", "retried",
+                    "stop_requested", "pause_requested", "resume_requested")
+MAX_NAME_CHARS = 200  # a run's name and group
 # Statuses of an evaluation: queued -> running -> finished | failed | stopped | interrupted.
 EVAL_ACTIVE_STATUSES = ("queued", "running")
 
@@ -133,6 +148,14 @@ class RunRecord:
     iterations: int = 0
     total_iterations: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    proc_start: float | None = None
+    seen: float | None = None
+
+    @property
+    def last_seen(self) -> float | None:
+        """When the process writing the run last showed a sign of life (heartbeat or rows)."""
+        stamps = [t for t in (self.seen, self.updated) if t is not None]
+        return max(stamps) if stamps else None
 
     @property
     def duration(self) -> float | None:
@@ -183,6 +206,9 @@ class RunStore:
         for v in range(version, SCHEMA_VERSION):
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                # another process opening the same new store may have migrated it meanwhile
+                if conn.execute("PRAGMA user_version").fetchone()[0] > v:
+                    continue
                 for stmt in filter(str.strip, _MIGRATIONS[v].split(";")):
                     conn.execute(stmt)
                 conn.execute(f"PRAGMA user_version = {v + 1}")
@@ -190,12 +216,17 @@ class RunStore:
     # ---- runs ------------------------------------------------------------------------------
     def create_run(self, config: Any, name: str | None = None, group: str | None = None,
                    status: str = "queued") -> int:
+        """Stores a run held by this process (its launcher: pid, host and the pid's start time)
+        until a worker takes it; a reader finds it interrupted once that process is gone."""
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        check_name("name", name)
+        check_name("group", group)
         now = time.time()
         cur = self._write(
-            "INSERT INTO runs (name, grp, method, dataset, config, status, created, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (name or "", group, cfg.get("method"), cfg.get("dataset"), json.dumps(cfg), status, now, now))
+            "INSERT INTO runs (name, grp, method, dataset, config, status, created, updated, host, pid, "
+            "proc_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name or "", group, cfg.get("method"), cfg.get("dataset"), json.dumps(cfg), status, now, now,
+             socket.gethostname(), os.getpid(), process_start(os.getpid())))
         run_id = int(cur.lastrowid)
         if not name:
             self._write("UPDATE runs SET name = ? WHERE id = ?",
@@ -203,7 +234,8 @@ class RunStore:
         return run_id
 
     _RUN_FIELDS = {"name", "grp", "status", "started", "finished", "updated", "device", "host", "pid",
-                   "error", "genotype", "size", "iterations", "total_iterations", "summary", "config"}
+                   "error", "genotype", "size", "iterations", "total_iterations", "summary", "config",
+                   "proc_start", "seen"}
 
     def update_run(self, run_id: int, **values: Any) -> None:
         if "group" in values:
@@ -211,6 +243,12 @@ class RunStore:
         bad = set(values) - self._RUN_FIELDS
         if bad:
             raise KeyError(f"unknown run fields {sorted(bad)}")
+        check_name("name", values.get("name"))
+        check_name("group", values.get("grp"))
+        if values.get("pid") and "proc_start" not in values:
+            # the start time can only be read on the pid's own host
+            here = values.get("host", socket.gethostname()) == socket.gethostname()
+            values["proc_start"] = process_start(int(values["pid"])) if here else None
         for k in ("summary", "config"):
             if k in values and not isinstance(values[k], str):
                 values[k] = json.dumps(values[k])
@@ -223,13 +261,30 @@ class RunStore:
         if run is not None:
             self.update_run(run_id, summary={**run.summary, **items})
 
-    def mark_started(self, run_id: int, device: str) -> None:
-        self.update_run(run_id, status="running", started=time.time(), device=device,
-                        host=socket.gethostname(), pid=os.getpid(), error=None, finished=None)
+    def mark_started(self, run_id: int, device: str, elapsed: float = 0.0) -> None:
+        """The calling process now writes the run; ``elapsed``: seconds it already ran before a
+        resume (its recorded time goes on from there)."""
+        now = time.time()
+        self.update_run(run_id, status="running", started=now - elapsed, device=device,
+                        host=socket.gethostname(), pid=os.getpid(), error=None, finished=None,
+                        seen=now)
 
-    def get_run(self, run_id: int) -> RunRecord | None:
+    def touch(self, run_id: int) -> None:
+        """The heartbeat of the process writing the run (``last_seen``)."""
+        self._write("UPDATE runs SET seen = ? WHERE id = ?", (time.time(), int(run_id)))
+
+    def queue_run(self, run_id: int) -> None:
+        """A resumed run waits, held by this process, until a worker takes it."""
+        self.update_run(run_id, status="queued", error=None, finished=None,
+                        host=socket.gethostname(), pid=os.getpid())
+
+    def get_run(self, run_id: int, check: bool = True) -> RunRecord | None:
+        """The run; ``check=False``: as stored, without the liveness check (the manager that
+        watched its worker end settles it with what it saw)."""
         row = self.connect().execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
-        return _run_record(row) if row else None
+        if row is None:
+            return None
+        return self._alive_or_interrupted(_run_record(row)) if check else _run_record(row)
 
     def list_runs(self, group: str | None = None, ids: Sequence[int] | None = None) -> list[RunRecord]:
         sql, params = "SELECT * FROM runs", []
@@ -243,7 +298,7 @@ class RunStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self.connect().execute(sql + " ORDER BY id DESC", params).fetchall()
-        return [_run_record(r) for r in rows]
+        return [self._alive_or_interrupted(_run_record(r)) for r in rows]
 
     def groups(self) -> list[str]:
         rows = self.connect().execute(
@@ -257,19 +312,40 @@ class RunStore:
             os.remove(self.checkpoint_path(run_id))
 
     def mark_interrupted(self, live_run_ids: Iterable[int] = ()) -> list[int]:
-        """Runs stored as active whose writer is gone (another pid on this host that no longer
-        exists, or this process without a live thread) become 'interrupted'."""
+        """Runs stored as active whose process is gone become 'interrupted' (every reader does
+        this as it reads); returns their ids."""
+        rows = self.connect().execute(
+            f"SELECT * FROM runs WHERE status IN ({','.join('?' * len(ACTIVE_STATUSES))})",
+            ACTIVE_STATUSES).fetchall()
         live = set(live_run_ids)
-        host, pid = socket.gethostname(), os.getpid()
-        gone = []
-        for r in self.list_runs():
-            if r.status not in ("running", "paused") or r.id in live:
-                continue
-            if r.host == host and (r.pid == pid or not _pid_alive(r.pid)):
-                gone.append(r.id)
-        for rid in gone:
-            self.update_run(rid, status="interrupted")
-        return gone
+        return [r.id for r in map(_run_record, rows)
+                if r.id not in live and self._alive_or_interrupted(r).status == "interrupted"]
+
+    def _alive_or_interrupted(self, r: RunRecord) -> RunRecord:
+        """The run as it is: one stored as active whose process is gone is stored, and
+        returned, as interrupted, with an event saying when it was last seen."""
+        if r.status not in ACTIVE_STATUSES or writer_alive(r):
+            return r
+        seen = r.last_seen or r.created
+        who = f"process {r.pid} on {r.host}" if r.pid else "process"
+        was = "waiting to start" if r.status == "queued" else r.status
+        message = (f"the {who} holding this run ({was}) is gone; last seen "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(seen))}; resume it from its "
+                   "last checkpoint")
+        conn = self.connect()
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            # only if nobody changed the run since it was read (a worker ending, a resume)
+            cur = conn.execute("UPDATE runs SET status = 'interrupted', updated = ? WHERE id = ? "
+                               "AND status = ? AND pid IS ? AND host IS ?",
+                               (seen, r.id, r.status, r.pid, r.host))
+            if cur.rowcount:
+                conn.execute("INSERT INTO events (run_id, step, time, kind, message, data) "
+                             "VALUES (?, ?, ?, 'interrupted', ?, ?)",
+                             (r.id, max(0, r.iterations - 1), time.time(), message,
+                              json.dumps({"last_seen": seen, "pid": r.pid, "host": r.host})))
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (r.id,)).fetchone()
+        return _run_record(row) if row else r
 
     # ---- rows written by a search --------------------------------------------------------------
     def add_steps(self, run_id: int, rows: Sequence[dict[str, Any]]) -> None:
@@ -309,12 +385,17 @@ class RunStore:
                       json.dumps(e["data"]) if e.get("data") else None) for e in events], many=True)
 
     def truncate_after(self, run_id: int, step: int) -> None:
-        """Drops rows written after ``step`` (a resumed run redoes them from its checkpoint)."""
+        """Drops rows written after ``step`` (a resumed run redoes them from its checkpoint);
+        the run's history (LIFECYCLE_EVENTS: stops, crashes, resumes) stays."""
         conn = self.connect()
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            for table in ("steps", "alphas", "genotypes", "events"):
+            for table in ("steps", "alphas", "genotypes"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+            conn.execute(f"DELETE FROM events WHERE run_id = ? AND step > ? AND kind NOT IN "
+                         f"({','.join('?' * len(LIFECYCLE_EVENTS))})", (run_id, step, *LIFECYCLE_EVENTS))
+            conn.execute("UPDATE runs SET iterations = MIN(iterations, ?) WHERE id = ?",
+                         (step + 1, run_id))
 
     # ---- readers ---------------------------------------------------------------------------
     def steps(self, run_id: int, after: int = -1, columns: Sequence[str] | None = None,
@@ -448,8 +529,9 @@ class RunStore:
         A ``Search`` given a store asks it for this, so the engine never imports the runs
         layer."""
         from core.runs.recorder import Recorder
+        from core.runs.tensorboard import recording_store
 
-        return Recorder(self, run_id, log_every)
+        return Recorder(recording_store(self, run_id), run_id, log_every)
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
@@ -459,7 +541,49 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
         started=row["started"], finished=row["finished"], updated=row["updated"], device=row["device"],
         host=row["host"], pid=row["pid"], error=row["error"], genotype=row["genotype"], size=row["size"],
         iterations=row["iterations"] or 0, total_iterations=row["total_iterations"],
-        summary=json.loads(row["summary"]) if row["summary"] else {})
+        summary=json.loads(row["summary"]) if row["summary"] else {},
+        proc_start=row["proc_start"], seen=row["seen"])
+
+
+def check_name(field_name: str, value: str | None) -> None:
+    """A run's name or group: at most MAX_NAME_CHARS characters, one line."""
+    from core.engine.config import ConfigError
+
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or "\n" in value:
+        raise ConfigError(field_name, f"must be one line of at most {MAX_NAME_CHARS} characters, got "
+                          f"{len(value) if isinstance(value, str) else type(value).__name__}"
+                          f"{' characters' if isinstance(value, str) else ''}")
+
+
+def writer_alive(r: RunRecord, now: float | None = None) -> bool:
+    """Whether the process holding the run (its launcher while queued, then its worker) is
+    alive: on this host, its pid exists, is no zombie and started when recorded (a reused pid
+    started later); on another host, it stamped the run within STALE_SECONDS."""
+    if r.host is not None and r.host != socket.gethostname():
+        seen = r.last_seen
+        return seen is not None and (now or time.time()) - seen < STALE_SECONDS
+    if not r.pid or not _pid_alive(r.pid):
+        return False
+    started = process_start(r.pid)
+    if started is None:  # no /proc (macOS): the pid check alone; with /proc: a zombie, or gone
+        return not os.path.isdir("/proc/self")
+    return r.proc_start is None or abs(started - r.proc_start) < 1e-6
+
+
+def process_start(pid: int) -> float | None:
+    """The process's start time in clock ticks since boot (Linux /proc); None for a zombie or
+    where /proc is missing."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()  # the name may hold spaces and parentheses
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    return float(fields[19])
 
 
 def _jsonable(v: Any) -> Any:

@@ -8,6 +8,7 @@ records. ``torch.utils.tensorboard`` needs the ``tensorboard`` package.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any, Callable, Sequence
 
@@ -74,8 +75,8 @@ class TensorBoardLog:
 class TensorBoardTee:
     """A run store that also writes what is recorded into it to TensorBoard.
 
-    Every other call goes to the store unchanged. ``RunStore.recorder`` wraps itself in one when
-    the run's config names a ``tensorboard_dir``."""
+    Every other call goes to the store unchanged. A store's ``recorder`` wraps the store in one
+    when the run's config names a ``tensorboard_dir`` (``recording_store``)."""
 
     def __init__(self, store: Any, run_id: int, logdir: str):
         self._store = store
@@ -135,6 +136,21 @@ class TensorBoardTee:
                 write()
             self._pending.clear()
             self.log.flush()
+
+
+def run_logdir(root: str, run_id: int, name: str | None) -> str:
+    """A run's folder under a TensorBoard log root: runs written to one root show side by side
+    in ``tensorboard --logdir ROOT``."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name or "").strip("-")[:60]
+    return os.path.join(str(root), f"run-{int(run_id)}" + (f"-{slug}" if slug else ""))
+
+
+def recording_store(store: Any, run_id: int) -> Any:
+    """What a run's Recorder writes into: the store, teed to TensorBoard when the run's config
+    names a ``tensorboard_dir``."""
+    run = store.get_run(run_id)
+    root = (run.config or {}).get("tensorboard_dir") if run is not None else None
+    return TensorBoardTee(store, run_id, run_logdir(root, run_id, run.name)) if root else store
 
 
 def events_of(store: Any, run_id: int) -> list[dict[str, Any]]:

@@ -125,6 +125,35 @@ def default_mlflow_uri(folder: str = DEFAULT_MLFLOW_DIR) -> str:
     return f"sqlite:///{Path(folder).resolve() / 'mlflow.db'}"
 
 
+def mlflow_uri(where: str | None) -> str:
+    """What the user typed as an MLflow destination: a tracking URI as MLflow takes it
+    (``http://host:5000``, ``sqlite:///path.db``, ``file:...``), or a local folder."""
+    where = (where or "").strip() or DEFAULT_MLFLOW_DIR
+    return where if "://" in where or where.startswith(("sqlite:", "file:")) else default_mlflow_uri(where)
+
+
+def tensorboard_zip(store: Any, run_id: int) -> bytes:
+    """The run's TensorBoard event files as a zip holding its folder (``run-ID-NAME``): unzip
+    it under a log root and ``tensorboard --logdir ROOT`` shows it beside the others."""
+    import tempfile
+    import zipfile
+
+    from core.runs.tensorboard import run_logdir
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise KeyError(f"no run {run_id} in {store.path}")
+    with tempfile.TemporaryDirectory(prefix="prime-tb-") as tmp:
+        logdir = Path(run_logdir(tmp, run.id, run.name))
+        export_tensorboard(store, run_id, str(logdir))
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(logdir.rglob("*")):
+                if f.is_file():
+                    zf.write(f, f.relative_to(tmp).as_posix())
+        return buf.getvalue()
+
+
 def export_mlflow(store: Any, run_id: int, tracking_uri: str | None = None,
                   experiment: str = MLFLOW_EXPERIMENT) -> str:
     """Logs the run as an MLflow run (metrics with their steps, the config as params, the
@@ -136,6 +165,11 @@ def export_mlflow(store: Any, run_id: int, tracking_uri: str | None = None,
     if run is None:
         raise KeyError(f"no run {run_id} in {store.path}")
     uri = tracking_uri or default_mlflow_uri()
+    # MLflow's own defaults retry an unreachable server for minutes; a page or a CLI user waits
+    # on this call, so fail within seconds unless the user has chosen otherwise.
+    for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")):
+        os.environ.setdefault(var, value)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
