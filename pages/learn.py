@@ -23,7 +23,7 @@ from core.viz.cells import genotype_dot
 
 app_state.ensure_app_navigation()
 
-PLAY_EVERY_S = 0.2        # Play's timer: 5 updates a second when a run and its drawing fit in it
+PLAY_EVERY_S = 0.1  # counted from the end of the previous run; the browser's drawing, not this, limits Play's rate
 ALPHA_STEPS = 60          # steps of the alpha toy
 PULL_STEPS = 40           # architecture steps of the proximity/ADMM toy
 SCHEDULE_PLAY_TICKS = 60  # Play crosses an FI sequence in this many updates

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-ITERATIONS = 4 * 30  # epochs x iters_per_epoch below: long enough to watch a few refreshes
+ITERATIONS = 3 * 20  # epochs x iters_per_epoch below: long enough to watch a few refreshes
 
 try:
     from playwright.sync_api import sync_playwright
@@ -47,7 +47,7 @@ def server(tmp_path_factory):
     log_path = tmp / "server.log"
     env = {**os.environ, "PRIME_EXPLORER_DB": str(tmp / "explorer.sqlite"),
            "PRIME_EXPLORER_DEMO_PRESET": "tiny",
-           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=4,iters_per_epoch=30",
+           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=3,iters_per_epoch=20",
            "OMP_WAIT_POLICY": "PASSIVE"}
     log = open(log_path, "w")
     proc = subprocess.Popen(
