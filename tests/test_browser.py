@@ -50,14 +50,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
+def serve_app(tmp: Path, demo_overrides: str):
+    """Yields the URL of `streamlit run app.py` on a free port against a store in ``tmp``, its
+    demo the tiny preset with ``demo_overrides``; at the end, stops it and checks that its log
+    holds no traceback."""
     port = _free_port()
     log_path = tmp / "server.log"
     env = {**os.environ, "PRIME_EXPLORER_DB": str(tmp / "explorer.sqlite"),
            "PRIME_EXPLORER_DEMO_PRESET": "tiny",
-           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=3,iters_per_epoch=16",
+           "PRIME_EXPLORER_DEMO_OVERRIDES": demo_overrides,
            "OMP_WAIT_POLICY": "PASSIVE"}
     log = open(log_path, "w")
     proc = subprocess.Popen(
@@ -89,6 +90,11 @@ def server(tmp_path_factory):
     text = log_path.read_text()
     assert "Traceback" not in text, text[-5000:]
     assert proc.returncode in (0, -15), f"server exit {proc.returncode}\n{text[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve_app(tmp_path_factory.mktemp("browser"), "epochs=3,iters_per_epoch=16")
 
 
 @pytest.fixture(scope="module")

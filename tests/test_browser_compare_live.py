@@ -8,10 +8,7 @@ screenshots/compare_live_*.png: look at them.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,6 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-ITERATIONS = 3 * 20  # epochs x iters_per_epoch below: long enough to watch a few refreshes
 
 try:
     from playwright.sync_api import sync_playwright
@@ -31,7 +27,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 if sync_playwright is None or not os.path.exists(CHROMIUM):
     pytest.skip(f"browser tests need the playwright package and {CHROMIUM}", allow_module_level=True)
 
-from tests.test_browser import LAUNCH_ARGS, _free_port, _no_exceptions, _shot  # noqa: E402
+from tests.test_browser import LAUNCH_ARGS, _no_exceptions, _shot, serve_app  # noqa: E402
 
 # Point counts of each column's loss chart (SVG), in page order: the columns' order.
 LOSS_POINTS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
@@ -42,42 +38,7 @@ LOSS_POINTS_JS = """() => Array.from(document.querySelectorAll('[data-testid="st
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser_compare_live")
-    port = _free_port()
-    log_path = tmp / "server.log"
-    env = {**os.environ, "PRIME_EXPLORER_DB": str(tmp / "explorer.sqlite"),
-           "PRIME_EXPLORER_DEMO_PRESET": "tiny",
-           "PRIME_EXPLORER_DEMO_OVERRIDES": "epochs=3,iters_per_epoch=20",
-           "OMP_WAIT_POLICY": "PASSIVE"}
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("streamlit did not start:\n" + log_path.read_text()[-3000:])
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
-    text = log_path.read_text()
-    assert "Traceback" not in text, text[-5000:]
+    yield from serve_app(tmp_path_factory.mktemp("browser_compare_live"), "epochs=3,iters_per_epoch=20")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.engine.genotype import Genotype
-from core.engine.ops import FactorizedReduce, Identity, ReLUConvBN, create_op, list_ops
+from core.engine.ops import (
+    FactorizedReduce,
+    Identity,
+    ReLUConvBN,
+    cell_plan,
+    create_op,
+    list_ops,
+    reduction_layers,
+)
 
 STEM_MULTIPLIER = 3  # DARTS: the stem widens to 3C
 MIN_LAYERS = 3  # fewer would make the first cell (or every cell) a reduction cell
@@ -202,18 +210,13 @@ class EvalNetwork(nn.Module):
             nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
             nn.BatchNorm2d(C_curr),
         )
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
-        self._aux_index = 2 * layers // 3
+        C_prev_prev, C_prev = C_curr, C_curr
+        self._aux_index = reduction_layers(layers)[1]
         C_to_auxiliary = C_prev
         self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
+        for i, (reduction, reduction_prev, C_curr) in enumerate(cell_plan(layers, C)):
             cell = Cell(genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
             self.cells.append(cell)
-            reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
             if i == self._aux_index:
                 C_to_auxiliary = C_prev
@@ -262,12 +265,8 @@ def architecture_size(genotype: Genotype, C: int = 36, num_classes: int = 10,
     validate_genotype(genotype)
     C_curr = STEM_MULTIPLIER * C
     total = in_channels * C_curr * 9 + 2 * C_curr  # stem conv + affine BN
-    C_pp, C_p, C_curr = C_curr, C_curr, C
-    reduction_prev = False
-    for i in range(layers):
-        reduction = i in (layers // 3, 2 * layers // 3)
-        if reduction:
-            C_curr *= 2
+    C_pp, C_p = C_curr, C_curr
+    for reduction, _, C_curr in cell_plan(layers, C):
         cell_type = "reduce" if reduction else "normal"
         # preprocess0: ReLUConvBN 1x1, or FactorizedReduce after a reduction (two 1x1 convs to
         # C/2 each): the same count either way, plus the affine BN
@@ -276,7 +275,6 @@ def architecture_size(genotype: Genotype, C: int = 36, num_classes: int = 10,
         for op, _, inp in _used_pairs(genotype, cell_type):
             stride = 2 if reduction and inp < 2 else 1
             total += _op_size(op, C_curr, stride)
-        reduction_prev = reduction
         C_pp, C_p = C_p, len(genotype.output_states(cell_type)) * C_curr
     total += C_p * num_classes + num_classes  # classifier
     if len(_SIZE_CACHE) >= _SIZE_CACHE_MAX:

@@ -283,5 +283,23 @@ def _conv7x1(C: int, stride: int, affine: bool) -> nn.Module:
     return Conv7x1_1x7(C, stride, affine=affine)
 
 
+def reduction_layers(layers: int) -> tuple[int, int]:
+    """The cells that halve the resolution, in the supernet and in evaluation networks alike
+    (DARTS: one third and two thirds of the way)."""
+    return layers // 3, 2 * layers // 3
+
+
+def cell_plan(layers: int, C: int) -> list[tuple[bool, bool, int]]:
+    """Per cell of a network: (reduction, the previous cell was a reduction, its channels C,
+    doubled at each reduction)."""
+    plan, reduction_prev = [], False
+    for i in range(layers):
+        reduction = i in reduction_layers(layers)
+        C = 2 * C if reduction else C
+        plan.append((reduction, reduction_prev, C))
+        reduction_prev = reduction
+    return plan
+
+
 def op_starts_with_relu(module: nn.Module) -> bool:
     return bool(getattr(module, "starts_with_relu", False))

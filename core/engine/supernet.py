@@ -21,7 +21,13 @@ import torch.nn.functional as F
 from core.engine.activations import Activation, create_activation, op_names
 from core.engine.discretize import num_edges
 from core.engine.genotype import CELL_TYPES
-from core.engine.ops import FactorizedReduce, ReLUConvBN, create_op, op_starts_with_relu
+from core.engine.ops import (
+    FactorizedReduce,
+    ReLUConvBN,
+    cell_plan,
+    create_op,
+    op_starts_with_relu,
+)
 
 
 class MixedOp(nn.Module):
@@ -150,18 +156,13 @@ class Supernet(nn.Module):
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, C
+        C_pp, C_p = C_curr, C_curr
         self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                C_curr *= 2
+        for reduction, reduction_prev, C_curr in cell_plan(layers, C):
             cell = Cell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, self.primitives,
                         self.act.node_batchnorm)
             cell._is_none = [[p == "none" for p in self.primitives] for _ in cell._ops]
             self.cells.append(cell)
-            reduction_prev = reduction
             C_pp, C_p = C_p, nodes * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
