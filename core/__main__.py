@@ -263,8 +263,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         for k, r in results.items():
             if isinstance(r, dict):
+                gpu = f", peak GPU {r['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in r else ""
                 print(f"{k:>5}: {r['iters_per_s']:.2f} it/s, {r['images_per_s']:.0f} images/s, "
-                      f"{r['ms_per_iter']:.1f} ms/it, peak RSS {r['peak_rss_mb']:.0f} MB "
+                      f"{r['ms_per_iter']:.1f} ms/it, peak RSS {r['peak_rss_mb']:.0f} MB{gpu} "
                       f"({r['device']}, {r['threads']} threads)")
         if "speedup" in results:
             print(f"fast/plain speed-up: {results['speedup']:.2f}x")

@@ -25,6 +25,7 @@ from core.engine.config import (
     preset_fields,
 )
 from core.engine.regularizers import list_regularizers
+from core.engine.schedules import list_schedules
 from core.runs.groups import (
     MAX_VALUES,
     MIN_VALUES,
@@ -35,7 +36,7 @@ from core.runs.groups import (
     varied_fields,
     vary,
 )
-from core.engine.schedules import list_schedules
+from core.runs.store import MAX_NAME_CHARS
 
 app_state.ensure_app_navigation()
 
@@ -278,10 +279,10 @@ elif job is None:
 
 st.subheader("Start")
 n1, n2 = st.columns(2)
-n1.text_input("Run name", key="run_name", placeholder="empty: method-seed-id",
+n1.text_input("Run name", key="run_name", placeholder="empty: method-seed-id", max_chars=MAX_NAME_CHARS,
               help="A label for the runs table; need not be unique.")
 n2.text_input("Group", key="run_group", placeholder="optional, e.g. schedule-ablation",
-              help="Runs in one group can be filtered and compared together.")
+              max_chars=MAX_NAME_CHARS, help="Runs in one group can be filtered and compared together.")
 
 manager = app_state.get_manager()
 manager.prepare_spare()  # a search started from here begins without importing torch first
@@ -292,9 +293,13 @@ if st.button("Start search", type="primary", key="start_search"):
     if config is None:
         st.error(f"Nothing started: {error}", icon=":material/error:")
     else:
-        run_id = manager.start(config, name=st.session_state["run_name"].strip() or None,
-                               group=st.session_state["run_group"].strip() or None)
-        app_state.open_in_monitor(run_id)
+        try:
+            run_id = manager.start(config, name=st.session_state["run_name"].strip() or None,
+                                   group=st.session_state["run_group"].strip() or None)
+        except ConfigError as exc:  # a name or group too long (a saved form can hold one)
+            st.error(f"Nothing started: {exc}", icon=":material/error:")
+        else:
+            app_state.open_in_monitor(run_id)
 
 st.subheader("Vary one field")
 st.caption("Starts one run per value of one field, everything else from the form above, as one "
@@ -330,6 +335,10 @@ if st.button("Start group", key="start_group", disabled=config is None):
         st.error(f"Nothing started: {vary_error or f'{vary_field}: give {MIN_VALUES} to {MAX_VALUES} values'}",
                  icon=":material/error:")
     else:
-        _, group_ids = start_group(manager, st.session_state["run_group"].strip() or f"vary-{vary_field}",
-                                   variants)
-        st.switch_page("pages/compare_live.py", query_params={"runs": ",".join(map(str, group_ids))})
+        try:
+            _, group_ids = start_group(manager, st.session_state["run_group"].strip() or f"vary-{vary_field}",
+                                       variants)
+        except ConfigError as exc:
+            st.error(f"Nothing started: {exc}", icon=":material/error:")
+        else:
+            st.switch_page("pages/compare_live.py", query_params={"runs": ",".join(map(str, group_ids))})

@@ -212,6 +212,18 @@ def test_launch_invalid_input_shows_the_reason_and_creates_nothing(app_db, key, 
     assert at.title[0].value.endswith("Launch a search")
 
 
+def test_launch_names_are_held_to_the_stores_limit(app_db):
+    at = _open("pages/launch.py")
+    assert at.text_input(key="run_name").proto.max_chars == 200  # the browser stops typing there
+    assert at.text_input(key="run_group").proto.max_chars == 200
+    at.selectbox(key="launch_preset").set_value("tiny").run()
+    at.session_state["run_name"] = "n" * 250  # a saved form can hold a longer one
+    at.run()
+    at.button(key="start_search").click().run()
+    assert not at.exception
+    assert [len(r.name) for r in _store(app_db).list_runs()] == [200]
+
+
 def test_launch_start_creates_the_run_and_opens_the_monitor(app_db):
     at = _open("pages/launch.py")
     at.selectbox(key="launch_preset").set_value("tiny").run()

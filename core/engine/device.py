@@ -24,7 +24,12 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for but no CUDA GPU is visible; use cpu or auto")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise RuntimeError(f"device: {name} does not exist; this machine has {n} CUDA GPU(s): "
+                           + ", ".join(f"cuda:{i}" for i in range(n)))
+    return device
 
 
 def configure_threads(n: int = 0) -> int:

@@ -45,6 +45,17 @@ class NonFiniteError(RuntimeError):
     """A loss or an alpha became NaN or infinite; the run stops with this message."""
 
 
+def _step_counters_on_cpu(optimizer: torch.optim.Optimizer) -> None:
+    """Adam keeps its step counter on the CPU unless it is capturable or fused; a checkpoint
+    loaded onto a GPU would put it there, and every step would then sync to read it."""
+    if any(g.get("capturable") or g.get("fused") for g in optimizer.param_groups):
+        return
+    for st in optimizer.state.values():
+        step = st.get("step")
+        if isinstance(step, torch.Tensor) and step.device.type != "cpu":
+            st["step"] = step.cpu()
+
+
 class SearchStopped(Exception):
     """Raised between iterations; args: (epoch, iteration within it) where the loop stopped."""
 
@@ -150,8 +161,12 @@ class Search:
             self.sample_generator = torch.Generator(self.device).manual_seed(cfg.seed)
             self.model.sample_generator = self.sample_generator
         # Channels-last makes the small depthwise convolutions of the cell faster on CPU
-        # (measured by `python -m core bench`); the plain path keeps the default layout.
-        self.memory_format = torch.channels_last if cfg.fast else torch.contiguous_format
+        # (measured by `python -m core bench`); the plain path and other devices keep the
+        # default layout, and cuDNN picks its own kernels for the fixed batch shape.
+        on_cpu = self.device.type == "cpu"
+        self.memory_format = torch.channels_last if cfg.fast and on_cpu else torch.contiguous_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.model.to(memory_format=self.memory_format)
         self.primitives = self.model.primitives
         self.w_params = self.model.weights_parameters()
@@ -479,6 +494,8 @@ class Search:
         self.model.set_masks({ct: m.cpu().numpy() for ct, m in state["masks"].items()})
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        for opt in (self.w_optimizer, self.alpha_optimizer):
+            _step_counters_on_cpu(opt)
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.schedule.load_state_dict(state["schedule"])
         self.regularizer.load_state_dict(state["regularizer"])

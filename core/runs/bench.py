@@ -25,15 +25,15 @@ def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, 
     s.setup()
     for _ in range(warmup):
         s.iteration(0)
-    if s.device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    if s.device.type == "cuda":  # the device the search runs on, not the current one
+        torch.cuda.synchronize(s.device)
+        torch.cuda.reset_peak_memory_stats(s.device)
     arch0 = s.arch_steps
     t0 = time.perf_counter()
     for _ in range(iters):
         s.iteration(0)
     if s.device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(s.device)
     dt = time.perf_counter() - t0
     out = {"iters_per_s": iters / dt, "images_per_s": iters * config.batch_size / dt,
            "ms_per_iter": 1000 * dt / iters, "arch_steps": s.arch_steps - arch0, "iters": iters,
@@ -41,7 +41,7 @@ def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, 
            "total_iterations": s.total_iterations,
            "fast": config.fast}
     if s.device.type == "cuda":
-        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
     return out
 
 
