@@ -56,17 +56,37 @@ def _initial_run(runs) -> int:
     return (running or runs)[0].id  # list_runs is newest first
 
 
-def _eta(steps: pd.DataFrame, total: int | None) -> float | None:
-    """Seconds left, from the pace of the last rows' time column (seconds since start)."""
-    if steps is None or steps.empty or not total or "time" not in steps:
+def _pace(steps: pd.DataFrame) -> float | None:
+    """Seconds per iteration over the last rows' time column (seconds since start)."""
+    if steps is None or steps.empty or "time" not in steps:
         return None
     tail = steps[["step", "time"]].dropna().tail(50)
     if tail.empty:
         return None
     s, t = tail["step"].to_numpy(), tail["time"].to_numpy()
-    pace = (t[-1] - t[0]) / (s[-1] - s[0]) if len(tail) > 1 and s[-1] > s[0] and t[-1] > t[0] else \
+    return (t[-1] - t[0]) / (s[-1] - s[0]) if len(tail) > 1 and s[-1] > s[0] and t[-1] > t[0] else \
         t[-1] / (s[-1] + 1)
-    return max(0, total - (int(s[-1]) + 1)) * pace
+
+
+def _eta(steps: pd.DataFrame, total: int | None) -> float | None:
+    """Seconds left at the pace of the last rows."""
+    pace = _pace(steps)
+    if pace is None or not total:
+        return None
+    return max(0, total - (int(steps["step"].iloc[-1]) + 1)) * pace
+
+
+def _time_split(summary: dict) -> str:
+    """Where the run's time went, from what its recorder last wrote to the summary."""
+    split = summary.get("time_split") or {}
+    elapsed = split.get("elapsed_s") or 0.0
+    if elapsed <= 0:
+        return ""
+    parts = [(k, split.get(f"{k}_s") or 0.0) for k in ("weight", "architecture", "record")]
+    other = max(0.0, elapsed - sum(v for _, v in parts))
+    names = {"weight": "weight steps", "architecture": "architecture steps", "record": "recording"}
+    return "time in " + ", ".join(f"{names[k]} {v / elapsed:.0%}" for k, v in parts) + \
+        f", validation and the rest {other / elapsed:.0%}"
 
 
 def _heading(run) -> None:
@@ -117,7 +137,11 @@ def _progress(view, run) -> tuple[float, str]:
     text = f"{done} / {total or '?'} iterations · elapsed {app_state.format_duration(elapsed)}"
     if run.status == "running":
         text += f" · ETA {app_state.format_duration(eta)}"
-    return frac, text
+    pace = _pace(view.steps)
+    if pace:
+        text += f" · {1 / pace:.2f} it/s"
+    split = _time_split(run.summary or {})
+    return frac, text + (f" · {split}" if split else "")
 
 
 def _controls(run) -> None:

@@ -273,7 +273,7 @@ else:
                      "the DOT files open in any Graphviz viewer.")
 
 st.markdown("**TensorBoard and MLflow**")
-t = st.columns([1, 2, 1])
+t = st.columns([1, 2, 1], vertical_alignment="bottom")
 t[0].download_button("TensorBoard (zip)", lambda: tensorboard_zip(store, run_id),
                      file_name=f"{stem}_tensorboard.zip", mime="application/zip", key="dl_tensorboard",
                      help="Event files of every scalar, each edge's op weights, the genotypes and the "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -267,6 +268,19 @@ def test_monitor_empty_store(app_db):
     at = _open("pages/monitor.py")
     assert any("No runs yet" in i.value for i in at.info)
     assert not at.get("plotly_chart") and not at.get("vega_lite_chart")
+
+
+def test_monitor_header_shows_the_rate_and_where_the_time_went(finished_db):
+    path, run_id = finished_db
+    split = _store(path).get_run(run_id).summary["time_split"]
+    # the recorder's figures: weight and architecture steps and recording fit in the elapsed time
+    assert split["weight_s"] > 0 and split["architecture_s"] > 0 and split["record_s"] > 0
+    assert split["weight_s"] + split["architecture_s"] + split["record_s"] <= split["elapsed_s"]
+    at = _open("pages/monitor.py")
+    (bar,) = [p.proto.text for p in at.progress]
+    assert " it/s · time in weight steps " in bar and "architecture steps" in bar and "recording" in bar
+    shares = [int(x) for x in re.findall(r"(\d+)%", bar)]
+    assert len(shares) == 4 and 97 <= sum(shares) <= 103
 
 
 def test_monitor_finished_run_draws_every_panel(finished_db):

@@ -204,6 +204,9 @@ class Search:
         self._clock0 = time.time()
         self.checkpoint_time = 0.0
         self.checkpoints = 0
+        # Seconds this process spent in weight and in architecture steps (host time: on a GPU
+        # the per-iteration FI read waits for the device, so it counts the device's work too).
+        self.time_split = {"weight": 0.0, "architecture": 0.0}
         if self.resume and self.store is not None and self.run_id is not None:
             self._load_checkpoint()
         self._refresh_arch_state()
@@ -214,15 +217,18 @@ class Search:
         """One weight step, preceded by an architecture step when the schedule says so.
         Returns the row to record (device tensors for what is not yet on the host)."""
         cfg, model = self.config, self.model
+        t0 = time.perf_counter()
         progress = self.step / max(1, self.total_iterations)
         row: dict[str, Any] = {"step": self.step, "epoch": epoch, "progress": progress}
         model.train()
 
         arch = self.schedule.should_step()
         row["arch_step"] = int(arch)
+        t_arch = 0.0
         if arch:
             self._arch_step(progress, row)
             self._last_arch_iter = self.step
+            t_arch = time.perf_counter() - t0
         elif (self.step - self._last_arch_iter == _QUIET_ITERATIONS * (self.schedule.period + 1)):
             self.push_event({"kind": "warning", "step": self.step, "message":
                              f"no architecture step for {self.step - self._last_arch_iter} "
@@ -269,6 +275,8 @@ class Search:
                    fi_ewma=self.schedule.fi_ewma, threshold=self.schedule.threshold,
                    gap=self.arch.gap, active_ops=model.active_op_count())
         self.step += 1
+        self.time_split["architecture"] += t_arch
+        self.time_split["weight"] += time.perf_counter() - t0 - t_arch
         return row
 
     def _arch_step(self, progress: float, row: dict[str, Any]) -> None:

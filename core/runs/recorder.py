@@ -19,6 +19,8 @@ from core.engine.search import Callback, NonFiniteError, Search, SearchResult
 HEARTBEAT_SECONDS = 5.0
 
 _MAX_FLUSH_SECONDS = 1.0
+# How often the run's summary gets where its time went (the Monitor's header shows it).
+TIME_SPLIT_SECONDS = 5.0
 
 
 class Recorder(Callback):
@@ -29,6 +31,8 @@ class Recorder(Callback):
         self.rows: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         self._beating = threading.Event()
+        self.record_seconds = 0.0
+        self._last_split = time.monotonic()
 
     # ---- hooks -----------------------------------------------------------------------------
     def on_search_start(self, search: Search) -> None:
@@ -87,7 +91,7 @@ class Recorder(Callback):
         self.flush(search)
         summary = result.to_dict()
         summary.pop("run_id")
-        self.store.merge_summary(self.run_id, **summary)
+        self.store.merge_summary(self.run_id, **summary, time_split=self.time_split(search))
         self.store.update_run(self.run_id, status=result.status, finished=time.time(),
                               genotype=str(result.genotype), size=result.size)
         self.store.add_event(self.run_id, result.status, f"search {result.status} after "
@@ -95,7 +99,26 @@ class Recorder(Callback):
                              step=max(0, result.iterations - 1))
 
     # ---- writing ----------------------------------------------------------------------------
+    def time_split(self, search: Search) -> dict[str, float]:
+        """Seconds of this attempt in weight steps, architecture steps and recording, and its
+        elapsed seconds: the rest went to validation, checkpoints and waiting."""
+        split = getattr(search, "time_split", {})
+        return {"weight_s": round(split.get("weight", 0.0), 3),
+                "architecture_s": round(split.get("architecture", 0.0), 3),
+                "record_s": round(self.record_seconds, 3),
+                "elapsed_s": round(search.elapsed() - search.elapsed_before, 3)}
+
     def flush(self, search: Search, check: bool = True) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._write(search, check)
+        finally:
+            self.record_seconds += time.perf_counter() - t0
+        if time.monotonic() - self._last_split > TIME_SPLIT_SECONDS:
+            self._last_split = time.monotonic()
+            self.store.merge_summary(self.run_id, time_split=self.time_split(search))
+
+    def _write(self, search: Search, check: bool) -> None:
         rows, self.rows = self.rows, []
         self._last_flush = time.monotonic()
         _to_host(rows)
