@@ -97,17 +97,22 @@ def server(tmp_path_factory):
     yield from serve_app(tmp_path_factory.mktemp("browser"), "epochs=3,iters_per_epoch=16")
 
 
+def chromium_page(width: int = 1400, height: int = 1000):
+    """Yields a page of headless Chromium, closed at the end."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        pg = browser.new_page(viewport={"width": width, "height": height})
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
 @pytest.fixture(scope="module")
 def page(server):
     if SHOTS.exists():
         shutil.rmtree(SHOTS)
     SHOTS.mkdir()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        yield pg
-        browser.close()
+    yield from chromium_page()
 
 
 # Streamlit scrolls inside its own container, so full_page alone captures one screen: grow the

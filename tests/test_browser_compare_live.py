@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 if sync_playwright is None or not os.path.exists(CHROMIUM):
     pytest.skip(f"browser tests need the playwright package and {CHROMIUM}", allow_module_level=True)
 
-from tests.test_browser import LAUNCH_ARGS, _no_exceptions, _shot, serve_app  # noqa: E402
+from tests.test_browser import _no_exceptions, _shot, chromium_page, serve_app  # noqa: E402
 
 # Point counts of each column's loss chart (SVG), in page order: the columns' order.
 LOSS_POINTS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"]'))
@@ -44,12 +44,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(server):
     SHOTS.mkdir(exist_ok=True)  # shared with the other browser tests: nothing of theirs is removed
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        yield pg
-        browser.close()
+    yield from chromium_page()
 
 
 def test_compare_activations_runs_side_by_side_live(server, page):

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from tests.test_browser import CHROMIUM, LAUNCH_ARGS, SHOTS, _no_exceptions, _shot, server  # noqa: F401
-from tests.test_browser import sync_playwright
+from tests.test_browser import SHOTS, _no_exceptions, _shot, chromium_page, server  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -24,12 +23,7 @@ CHART_JS = """() => { const gd = document.querySelector('[data-testid="stPlotlyC
 @pytest.fixture(scope="module")
 def page(server):  # noqa: F811
     SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
-        pg.set_default_timeout(60_000)
-        yield pg
-        browser.close()
+    yield from chromium_page(height=1100)
 
 
 def test_play_in_section_1_animates_the_chart_in_place(server, page):  # noqa: F811
