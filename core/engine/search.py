@@ -220,7 +220,8 @@ class Search:
         t0 = time.perf_counter()
         progress = self.step / max(1, self.total_iterations)
         row: dict[str, Any] = {"step": self.step, "epoch": epoch, "progress": progress}
-        model.train()
+        if not model.training:  # train() walks every module (milliseconds); the search never leaves it
+            model.train()
 
         arch = self.schedule.should_step()
         row["arch_step"] = int(arch)
@@ -366,7 +367,6 @@ class Search:
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
             n += len(y)
-        self.model.train()
         return correct / max(1, n), loss_sum / max(1, n)
 
     def elapsed(self) -> float:
