@@ -457,11 +457,14 @@ def _study_on_ray(store: Any, spec: Any, args: argparse.Namespace, log: Any) -> 
                          gpus_per_trial=args.gpus_per_trial, max_retries=args.ray_retries)
     try:
         options.validate()
-        if args.resume_study is not None and store.get_study(args.resume_study) is None:
-            raise ValueError(f"--resume-study: no study named {args.resume_study!r} in {store.path}")
-        return run_ray_study(store, spec, options, resume_name=args.resume_study, progress=log)
     except ValueError as exc:
         raise ConfigError("--ray", str(exc)) from None
+    try:
+        return run_ray_study(store, spec, options, resume_name=args.resume_study, progress=log)
+    except ConfigError:  # the study's own fields (a name taken, ...): already named
+        raise
+    except ValueError as exc:  # a stored study that is not there
+        raise ConfigError("--resume-study", str(exc).removeprefix("study: ")) from None
     except ConnectionError as exc:  # no cluster at that address
         raise ConfigError("--ray", f"no Ray cluster at {args.ray!r}: {_first_line(exc)}") from None
 

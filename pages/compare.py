@@ -38,8 +38,8 @@ W_MODE, W_STUDY, W_RUNS = "cmp_mode", "cmp_study", "cmp_runs"
 F = "study_{}".format            # keys of the New study form
 
 REFRESH_S = 2.0
-# Curves, cells, agreement and tables of a live study: every 20 s. Every 2 s took much of both
-# cores from the study's own searches.
+# Curves, cells, agreement and tables of a live study redraw seldom: they are dear to build, and
+# the study's own searches need the cores.
 DETAIL_REFRESH_S = 20.0
 MAX_CUSTOM = 3
 CURVES = [  # (step column or 'size', title, y axis)

@@ -23,11 +23,9 @@ MIN_VALUES, MAX_VALUES = 2, 4
 ACTIVATION_GROUP = ("softmax", "sigmoid", "crb")
 # Fields a group cannot vary: labels the group sets itself, and what names or places the run.
 NOT_VARIED = ("method", "preset", "data_dir", "device", "threads", "tensorboard_dir")
-# CPU seconds of a search at one torch thread per data/budget preset, (setup, per iteration),
-# measured on this project's 2-core CPU machine: demo from a softmax / sigmoid / CRB group (123,
-# 136, 78 s for 160 iterations; the ops CRB prunes cost nothing, so the others set the pace),
-# tiny from 12- and 48-iteration runs. A preset not here (paper, custom) gets no figure: its
-# time depends on hardware the app cannot guess.
+# CPU seconds of a search at one torch thread per data/budget preset, (setup, per iteration), on
+# this project's 2-core CPU machine (docs/performance.md, "Compare live"). A preset not here
+# (paper, custom) gets no figure: its time depends on hardware the app cannot guess.
 CPU_SECONDS = {"demo": (2.0, 0.8), "tiny": (1.4, 0.19)}
 
 
