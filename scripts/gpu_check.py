@@ -1,5 +1,5 @@
 """The prepared GPU check: one command that, on a machine with CUDA, times the search on the demo
-and paper configurations (fast and plain paths), runs a short paper-size search on generated
+and paper configurations (fast and plain paths, float32 and bfloat16 autocast), runs a short paper-size search on generated
 32x32 data (no CIFAR files needed), and prints one JSON object: iterations/s, images/s, peak GPU
 memory, and the projected hours of a full 50-epoch CIFAR-10 search.
 
@@ -7,8 +7,8 @@ memory, and the projected hours of a full 50-epoch CIFAR-10 search.
     python scripts/gpu_check.py --device cuda:1
     python scripts/gpu_check.py --quick --device cpu   # the same steps on tiny sizes (tests)
 
-Without CUDA it prints {"skipped": "..."} and says why on stderr, exit status 0. bf16 autocast
-is not an option of the search yet (docs/performance.md); the object says so.
+Without CUDA it prints {"skipped": "..."} and says why on stderr, exit status 0. The bf16 rows
+run the same benches with the config's ``precision=bf16``.
 """
 from __future__ import annotations
 
@@ -88,15 +88,17 @@ def gpu_check(device: str = "cuda", quick: bool = False, iters: int = 20, warmup
     except RuntimeError as exc:
         return {"skipped": str(exc).removeprefix("device: ")}
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"device": str(dev), "torch": torch.__version__,
-                           "bf16": "not an option of the search yet"}
+    out: dict[str, Any] = {"device": str(dev), "torch": torch.__version__}
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(dev)
     for name, cfg in _configs(quick, str(dev)).items():
-        r = bench(cfg, iters=iters, warmup=warmup, compare_plain=True)
-        out[f"bench_{name}"] = {
-            "config": {k: getattr(cfg, k) for k in ("dataset", "image_size", "C", "layers", "batch_size")},
-            "fast": r["fast"], "plain": r["plain"], "speedup": r["speedup"]}
+        for precision, suffix in (("fp32", ""), ("bf16", "_bf16")):
+            c = cfg.replace(precision=precision)
+            r = bench(c, iters=iters, warmup=warmup, compare_plain=True)
+            out[f"bench_{name}{suffix}"] = {
+                "config": {k: getattr(c, k) for k in ("dataset", "image_size", "C", "layers",
+                                                      "batch_size", "precision")},
+                "fast": r["fast"], "plain": r["plain"], "speedup": r["speedup"]}
     out["search_paper"] = short_search(_configs(quick, str(dev))["paper"], search_iters)
     out["seconds"] = time.perf_counter() - t0
     return out

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from core.engine.config import ConfigError, make_config
+from core.engine.device import available_cores
 from core.engine.genotype import Genotype
 from core.engine.search import Search
 from core.engine.supernet import Supernet
@@ -70,19 +71,24 @@ def test_pruned_ops_never_run():
         m.alphas_normal[:, 3] = -1.0  # sep_conv_3x3 (index 3 without `none`) everywhere
     newly = m.after_arch_update()
     assert len(newly) == 14
-    calls = {"n": 0}
     pruned_mods = [cell._ops[e]._ops[3] for cell in m.cells if cell.cell_type == "normal" for e in range(14)]
     live_mods = [cell._ops[e]._ops[4] for cell in m.cells if cell.cell_type == "normal" for e in range(14)]
-    hooks = [mod.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1)) for mod in pruned_mods]
-    live = {"n": 0}
-    hooks += [mod.register_forward_hook(lambda *a: live.__setitem__("n", live["n"] + 1)) for mod in live_mods]
     for fast in (True, False):
         m.fast = fast
+        m.zero_grad(set_to_none=True)
+        calls = {"pruned": 0, "live": 0}
+        hooks = [mod.register_forward_hook(lambda *a, kind=kind: calls.__setitem__(kind, calls[kind] + 1))
+                 for kind, mods in (("pruned", pruned_mods), ("live", live_mods)) for mod in mods]
         m(torch.randn(2, 1, 8, 8)).sum().backward()
-    assert calls["n"] == 0 and live["n"] == 2 * len(live_mods)
-    assert m.alphas_normal.grad[:, 3].abs().sum() == 0  # no gradient reaches a pruned alpha
-    for h in hooks:
-        h.remove()
+        for h in hooks:
+            h.remove()
+        # The plain path calls each live op's module; the fast one reads their weights into
+        # batched convolutions (no module call). On both, a pruned op's weights are never used.
+        assert calls["pruned"] == 0 and calls["live"] == (0 if fast else len(live_mods))
+        assert all(p.grad is None for mod in pruned_mods for p in mod.parameters())
+        assert all(p.grad is not None and p.grad.abs().sum() > 0
+                   for mod in live_mods for p in mod.parameters())
+        assert m.alphas_normal.grad[:, 3].abs().sum() == 0  # no gradient reaches a pruned alpha
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -409,6 +415,17 @@ def test_cli_every_method_end_to_end(tmp_path):
     r = _cli("list", "--json", db=db)
     runs = json.loads(r.stdout)
     assert sorted(x["method"] for x in runs) == sorted(METHODS)
+    # A search alone on the machine (the CLI's) uses every core it may; the env var overrides.
+    store = RunStore(db)
+    started = store.events(runs[0]["id"], kinds=["started"])["message"].iloc[0]
+    cores = available_cores()
+    assert f"on cpu ({cores} thread{'s' * (cores != 1)})" in started or os.environ.get("PRIME_EXPLORER_THREADS")
+    r = subprocess.run([sys.executable, "-m", "core", "--db", str(db), "search", "--preset", "tiny",
+                        "--set", "epochs=1", "--set", "iters_per_epoch=1", "--json"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PRIME_EXPLORER_THREADS": "1"})
+    one = json.loads(r.stdout)["run_id"]
+    assert "on cpu (1 thread)" in store.events(one, kinds=["started"])["message"].iloc[0]
     rid = runs[0]["id"]
     for fmt, check in (("genotype", "Genotype("), ("dot", "digraph"), ("csv", "train_loss"),
                        ("json", '"config"')):

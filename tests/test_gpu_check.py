@@ -1,6 +1,6 @@
 """scripts/gpu_check.py, the prepared GPU check, on this CPU machine: without CUDA it skips with
 its reason and exit status 0; with --quick on the CPU it runs every step it runs on a GPU (the
-benches of both configurations, fast and plain, and a short search) and prints one JSON object."""
+benches of both configurations, fast and plain, float32 and bf16, and a short search) and prints one JSON object."""
 from __future__ import annotations
 
 import json
@@ -36,8 +36,9 @@ def test_quick_on_the_cpu_runs_every_step():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["device"] == "cpu"
-    for name in ("bench_demo", "bench_paper"):
+    for name in ("bench_demo", "bench_paper", "bench_demo_bf16", "bench_paper_bf16"):
         b = out[name]
+        assert b["config"]["precision"] == ("bf16" if name.endswith("bf16") else "fp32")
         assert b["fast"]["iters_per_s"] > 0 and b["plain"]["iters_per_s"] > 0 and b["speedup"] > 0
         assert b["fast"]["arch_steps"] == 2  # an architecture step every iteration
     s = out["search_paper"]

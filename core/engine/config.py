@@ -119,6 +119,11 @@ class SearchConfig:
     device: str = _f("auto", "budget", "auto picks cuda, then mps, then cpu.")
     threads: int = _f(0, "budget", "Torch CPU threads; 0 = automatic (docs/performance.md).", min=0, max=256)
     fast: bool = _f(True, "budget", "Use the fast supernet path (same numbers as the plain one).")
+    precision: Literal["fp32", "tf32", "bf16"] = _f(
+        "fp32", "budget", "Arithmetic of the forward passes. fp32: full float32 (TF32 off on "
+        "GPUs, so numbers agree across devices); tf32: NVIDIA GPUs' TF32 matmuls and convolutions; "
+        "bf16: bfloat16 autocast (GPUs with bf16; on a CPU it runs, usually slower). Weights, "
+        "alphas and optimizers stay float32.")
     log_every: int = _f(10, "budget", "Iterations per batch of rows written to the store.", min=1,
                         max=10000)
     checkpoint_seconds: int = _f(60, "budget", "A checkpoint at most this many seconds apart "

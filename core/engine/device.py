@@ -10,9 +10,16 @@ _threads_lock = threading.Lock()
 _threads_set: int | None = None
 
 # Chosen by `python -m core bench` on the 2-core CI machines (docs/performance.md): one intra-op
-# thread per search keeps a second core for the app server, the browser or a second run, and
-# small depthwise convolutions scale poorly past one thread anyway.
+# thread per search keeps a second core for the app server, the browser or a second run.
 DEFAULT_THREADS = 1
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -32,13 +39,16 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def configure_threads(n: int = 0) -> int:
-    """Sets torch's intra-op thread count once per process (0 = DEFAULT_THREADS or
-    $PRIME_EXPLORER_THREADS); later calls with another number are ignored."""
+def configure_threads(n: int = 0, alone: bool = False) -> int:
+    """Sets torch's intra-op thread count once per process; later calls with another number
+    are ignored. 0 = $PRIME_EXPLORER_THREADS, else every available core for a search ``alone``
+    on the machine (the CLI's search and resume), else DEFAULT_THREADS (the app's and a study's
+    searches, which share the machine)."""
     global _threads_set
     with _threads_lock:
         if _threads_set is None:
-            want = n or int(os.environ.get("PRIME_EXPLORER_THREADS", "0") or 0) or DEFAULT_THREADS
+            want = (n or int(os.environ.get("PRIME_EXPLORER_THREADS", "0") or 0)
+                    or (available_cores() if alone else DEFAULT_THREADS))
             torch.set_num_threads(max(1, want))
             _threads_set = torch.get_num_threads()
         return _threads_set

@@ -1,10 +1,9 @@
 """Primitive operations of the DARTS CNN search space and their registry.
 
 Follows DARTS (Liu et al., 2019) `operations.py`: the op keys are the genotype names, and the
-module layout (``.op.1.weight`` ...) matches the reference so checkpoints map onto ours.
-
-Every op that starts with a ReLU records it in ``starts_with_relu``; the fast supernet path
-applies one ReLU per source state and calls such ops with ``relu_applied=True``.
+module layout (``.op.1.weight`` ...) matches the reference so checkpoints map onto ours. The
+supernet's fast path runs these ops batched over edges from their parameters
+(``core.engine.batched``); their ``forward`` is the plain path and the evaluation networks'.
 """
 from __future__ import annotations
 
@@ -67,21 +66,7 @@ def create_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
     return _OPS[name](C, stride, affine)
 
 
-class _ReluFirst(nn.Module):
-    """An op whose ``self.op`` is ``Sequential(ReLU, ...)``; can skip its own ReLU."""
-
-    starts_with_relu = True
-    op: nn.Sequential
-
-    def forward(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
-        if not relu_applied:
-            return self.op(x)
-        for m in self.op[1:]:
-            x = m(x)
-        return x
-
-
-class ReLUConvBN(_ReluFirst):
+class ReLUConvBN(nn.Module):
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool = True):
         super().__init__()
@@ -91,8 +76,11 @@ class ReLUConvBN(_ReluFirst):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
 
-class DilConv(_ReluFirst):
+
+class DilConv(nn.Module):
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  dilation: int, affine: bool = True):
         super().__init__()
@@ -104,39 +92,11 @@ class DilConv(_ReluFirst):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
-        if not relu_applied:
-            return self.op(x)
-        # Fast path (the supernet's): same numbers, cheaper kernels for dilation 2.
-        return self.op[3](self.op[2](dilated_depthwise(x, self.op[1])))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
 
 
-def dilated_depthwise(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """A depthwise conv of dilation 2 rewritten without dilation, which oneDNN runs 1.5-2x
-    faster on small maps (bench). With padding p = k-1 and even H, W:
-    - stride 1: the four 2x2 polyphase sub-images are independent, each an undilated conv
-      with padding p/2 (pixel_unshuffle, one grouped conv, pixel_shuffle);
-    - stride 2: only the even sub-image is read, so it is an undilated stride-1 conv on it.
-    Other shapes fall back to the direct conv. x: (B, C, H, W)."""
-    k = conv.kernel_size[0]
-    H, W = x.shape[-2:]
-    if x.device.type != "cpu":  # cuDNN runs dilated depthwise convs natively; the shuffles would copy
-        return conv(x)
-    if (conv.dilation != (2, 2) or conv.padding != (k - 1, k - 1) or conv.kernel_size != (k, k)
-            or H % 2 or W % 2 or conv.groups != conv.in_channels):
-        return conv(x)
-    p = (k - 1) // 2
-    if conv.stride == (1, 1):
-        C = x.shape[1]
-        u = F.pixel_unshuffle(x, 2)  # (B, 4C, H/2, W/2); channel c*4 + phase
-        y = F.conv2d(u, conv.weight.repeat_interleave(4, 0), padding=p, groups=4 * C)
-        return F.pixel_shuffle(y, 2)
-    if conv.stride == (2, 2):
-        return F.conv2d(x[:, :, ::2, ::2], conv.weight, padding=p, groups=conv.groups)
-    return conv(x)
-
-
-class SepConv(_ReluFirst):
+class SepConv(nn.Module):
     """Two stacked (depthwise, pointwise, BN) blocks, as in DARTS."""
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
@@ -155,12 +115,13 @@ class SepConv(_ReluFirst):
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
 
 class Conv7x1_1x7(nn.Sequential):
     """DARTS's ``conv_7x1_1x7``: ReLU, a 1x7 conv, a 7x1 conv, BN; a plain Sequential as there,
     so the parameter names (``.1.weight`` ...) match DARTS's checkpoints."""
-
-    starts_with_relu = False  # only the supernet's fast path reads it, and this op is not in it
 
     def __init__(self, C: int, stride: int, affine: bool = True):
         super().__init__(
@@ -172,16 +133,12 @@ class Conv7x1_1x7(nn.Sequential):
 
 
 class Identity(nn.Module):
-    starts_with_relu = False
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
 
 class Zero(nn.Module):
     """The `none` op: multiplies by zero (strided on reduction edges)."""
-
-    starts_with_relu = False
 
     def __init__(self, stride: int):
         super().__init__()
@@ -193,7 +150,7 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
-class FactorizedReduce(_ReluFirst):
+class FactorizedReduce(nn.Module):
     """Halves the resolution with two offset 1x1 stride-2 convolutions (DARTS)."""
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True):
@@ -205,9 +162,8 @@ class FactorizedReduce(_ReluFirst):
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
-    def forward(self, x: torch.Tensor, relu_applied: bool = False) -> torch.Tensor:
-        if not relu_applied:
-            x = self.relu(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
         # Pad odd sizes so both branches agree: (B, C, H, W) -> (B, C_out, ceil(H/2), ceil(W/2))
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
@@ -215,10 +171,8 @@ class FactorizedReduce(_ReluFirst):
         return self.bn(out)
 
 
-class _Pool(nn.Module):
+class Pool(nn.Module):
     """A 3x3 pool; in the search space followed by an affine=False BN (DARTS MixedOp)."""
-
-    starts_with_relu = False
 
     def __init__(self, kind: str, C: int, stride: int, affine: bool, with_bn: bool):
         super().__init__()
@@ -242,12 +196,12 @@ def _none(C: int, stride: int, affine: bool) -> nn.Module:
 
 @register_op("max_pool_3x3")
 def _max_pool(C: int, stride: int, affine: bool) -> nn.Module:
-    return _Pool("max", C, stride, affine, with_bn=not affine)
+    return Pool("max", C, stride, affine, with_bn=not affine)
 
 
 @register_op("avg_pool_3x3")
 def _avg_pool(C: int, stride: int, affine: bool) -> nn.Module:
-    return _Pool("avg", C, stride, affine, with_bn=not affine)
+    return Pool("avg", C, stride, affine, with_bn=not affine)
 
 
 @register_op("skip_connect")
@@ -302,6 +256,3 @@ def cell_plan(layers: int, C: int) -> list[tuple[bool, bool, int]]:
         reduction_prev = reduction
     return plan
 
-
-def op_starts_with_relu(module: nn.Module) -> bool:
-    return bool(getattr(module, "starts_with_relu", False))

@@ -167,6 +167,10 @@ class Search:
         self.memory_format = torch.channels_last if cfg.fast and on_cpu else torch.contiguous_format
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            # TF32 (cuDNN's default for convolutions) is ~1e-3 off float32: only when asked.
+            tf32 = cfg.precision == "tf32"
+            torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cuda.matmul.allow_tf32 = tf32
         self.model.to(memory_format=self.memory_format)
         self.primitives = self.model.primitives
         self.w_params = self.model.weights_parameters()
@@ -212,6 +216,11 @@ class Search:
         self._refresh_arch_state()
         self._ready = True
 
+    def autocast(self) -> torch.autocast:
+        """The forward passes' arithmetic: bfloat16 autocast when the config asks for it."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.precision == "bf16")
+
     # ---- one iteration --------------------------------------------------------------------
     def iteration(self, epoch: int) -> dict[str, Any]:
         """One weight step, preceded by an architecture step when the schedule says so.
@@ -253,14 +262,16 @@ class Search:
                     with torch.no_grad():
                         self._weights_detached = model.all_arch_weights()
                 weights = self._weights_detached
-            logits = model(x, weights)
-            loss = F.cross_entropy(logits, y)
+            with self.autocast():
+                logits = model(x, weights)
+                loss = F.cross_entropy(logits, y)
             loss.backward()
             # FI = sum of squared weight gradients before clipping: the clip's own fused norm.
             fi = torch.nn.utils.clip_grad_norm_(self.w_params, cfg.grad_clip, foreach=True).square()
         else:
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with self.autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             loss.backward()
             fi = sum((p.grad.detach() ** 2).sum() for p in self.w_params if p.grad is not None)
             torch.nn.utils.clip_grad_norm_(self.w_params, cfg.grad_clip, foreach=False)
@@ -288,8 +299,10 @@ class Search:
         # The penalty acts on the deterministic weights; the forward pass on a sample of them
         # when the activation is stochastic (the same tensors otherwise: one activation pass).
         weights = model.all_arch_weights()
-        logits = model(xv, model.sampled_arch_weights() if model.act.stochastic else weights)
-        val_loss = F.cross_entropy(logits, yv)
+        with self.autocast():
+            logits = model(xv, model.sampled_arch_weights() if model.act.stochastic else weights,
+                           weight_grads=False)
+            val_loss = F.cross_entropy(logits, yv)
         masks = model.mask_tensors() if model.act.prunes else None
         penalty = self.regularizer.penalty(weights, progress, masks)
         total = val_loss + penalty
@@ -363,8 +376,9 @@ class Search:
         correct, loss_sum, n = 0.0, 0.0, 0
         for _ in range(min(max_batches, stream.batches_per_epoch)):
             x, y = stream.next()
-            logits = self.model(x.contiguous(memory_format=self.memory_format), weights)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            with self.autocast():
+                logits = self.model(x.contiguous(memory_format=self.memory_format), weights)
+            loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
             correct += float((logits.argmax(1) == y).sum())
             n += len(y)
         return correct / max(1, n), loss_sum / max(1, n)

@@ -4,10 +4,9 @@ Layout and parameter names follow DARTS ``model_search.py`` (``cells.{i}._ops.{e
 Two forward paths give the same numbers (tests hold them to 1e-5):
 
 - plain: each MixedOp sums w_k * op_k(x) over its ops, `none` included, like the reference code;
-- fast: one ReLU per source state shared by every op that starts with one, `none` skipped
-  (it contributes exactly zero), each node accumulated with fused multiply-adds, and ops masked
-  by the activation (CRB pruning) skipped from a host-side list that only changes after
-  architecture steps. Channels-last memory is chosen by the caller (``Search``).
+- fast (training mode): the edges leaving each state computed together, `none` and the ops
+  masked by the activation (CRB pruning) skipped, from a plan that only changes with the mask
+  (``core.engine.batched``). Channels-last memory is chosen by the caller (``Search``).
 """
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.engine.activations import Activation, create_activation, op_names
+from core.engine.batched import CellPlan, build_plan, forward_cell
 from core.engine.discretize import num_edges
 from core.engine.genotype import CELL_TYPES
 from core.engine.ops import (
@@ -26,7 +26,6 @@ from core.engine.ops import (
     ReLUConvBN,
     cell_plan,
     create_op,
-    op_starts_with_relu,
 )
 
 
@@ -77,12 +76,16 @@ class Cell(nn.Module):
         return self.node_bns[i](acc) if self.node_bns is not None else acc
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
-                active: list[list[int]], fast: bool) -> torch.Tensor:
-        """weights: (edges, ops) activated; active[edge] = op indices to compute."""
+                active: list[list[int]], plan: CellPlan | None = None,
+                weight_grads: bool = True) -> torch.Tensor:
+        """weights: (edges, ops) activated; active[edge] = op indices to compute. With a plan,
+        the fast path (``core.engine.batched``; ``weight_grads=False``: no gradient for its ops'
+        weights); without, the plain one."""
         s0 = self.preprocess0(s0)
         s1 = self.preprocess1(s1)
-        return self._forward_fast(s0, s1, weights, active) if fast else \
-            self._forward_plain(s0, s1, weights, active)
+        if plan is not None:
+            return forward_cell(self, s0, s1, weights, plan, weight_grads)
+        return self._forward_plain(s0, s1, weights, active)
 
     def _forward_plain(self, s0, s1, weights, active):
         states = [s0, s1]
@@ -95,36 +98,6 @@ class Cell(nn.Module):
                 parts.append(self._zeros_like_edge(h, e) if y is None else y)
             offset += len(states)
             states.append(self._finish_node(i, sum(parts)))
-        return torch.cat(states[-self._nodes:], dim=1)
-
-    def _forward_fast(self, s0, s1, weights, active):
-        states = [s0, s1]
-        relu_states: list[torch.Tensor | None] = [None, None]
-        w = weights.unbind(0)  # one view per edge; (ops,) each
-        offset = 0
-        for i in range(self._nodes):
-            acc = None
-            for j, h in enumerate(states):
-                e = offset + j
-                we = None
-                for k in active[e]:
-                    op = self._ops[e]._ops[k]
-                    if self._is_none[e][k]:
-                        continue  # `none` adds exactly zero
-                    if op_starts_with_relu(op):
-                        if relu_states[j] is None:
-                            relu_states[j] = F.relu(h)
-                        y = op(relu_states[j], relu_applied=True)
-                    else:
-                        y = op(h)
-                    if we is None:
-                        we = w[e].unbind(0)
-                    acc = y * we[k] if acc is None else torch.addcmul(acc, y, we[k])
-            offset += len(states)
-            if acc is None:  # every op of every incoming edge pruned
-                acc = self._zeros_like_edge(states[0], offset - 1)
-            states.append(self._finish_node(i, acc))
-            relu_states.append(None)
         return torch.cat(states[-self._nodes:], dim=1)
 
 
@@ -161,7 +134,6 @@ class Supernet(nn.Module):
         for reduction, reduction_prev, C_curr in cell_plan(layers, C):
             cell = Cell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, self.primitives,
                         self.act.node_batchnorm)
-            cell._is_none = [[p == "none" for p in self.primitives] for _ in cell._ops]
             self.cells.append(cell)
             C_pp, C_p = C_p, nodes * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -220,6 +192,8 @@ class Supernet(nn.Module):
 
     def _refresh_active(self) -> None:
         self._active = {ct: [list(np.flatnonzero(row)) for row in m] for ct, m in self.masks.items()}
+        none = [k for k, p in enumerate(self.primitives) if p == "none"]  # adds exactly zero
+        self._plans = {ct: build_plan(self._nodes, a, none) for ct, a in self._active.items()}
         self._active_count = int(sum(m.sum() for m in self.masks.values()))
 
     def active_op_count(self) -> int:
@@ -231,15 +205,20 @@ class Supernet(nn.Module):
         return {ct: torch.from_numpy(m).to(dev, self.alphas_normal.dtype) for ct, m in self.masks.items()}
 
     # ---- forward ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None,
+                weight_grads: bool = True) -> torch.Tensor:
         """x: (B, C_in, H, W) -> logits (B, classes). ``weights``: activated weights per cell
         type; pass them detached for a weight step so no gradient reaches the alphas. Without
-        them, a module in training mode samples its weights, one in eval mode does not."""
+        them, a module in training mode samples its weights, one in eval mode does not.
+        ``weight_grads=False`` (an architecture step): the fast path's cell ops need no weight
+        gradient, so their weights enter detached."""
         if weights is None:
             weights = self.sampled_arch_weights() if self.training else self.all_arch_weights()
         s0 = s1 = self.stem(x)
+        fast = self.fast and self.training  # the fast path keeps no BN running statistics
         for cell in self.cells:
             ct = cell.cell_type
-            s0, s1 = s1, cell(s0, s1, weights[ct], self._active[ct], self.fast)
+            s0, s1 = s1, cell(s0, s1, weights[ct], self._active[ct],
+                              self._plans[ct] if fast else None, weight_grads)
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))

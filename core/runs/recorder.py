@@ -40,8 +40,10 @@ class Recorder(Callback):
         # a resumed run's recorded time goes on from its checkpoint's
         extra = {"started": time.time() - search.elapsed_before} if search.elapsed_before else {}
         self.store.update_run(self.run_id, total_iterations=search.total_iterations, **extra)
-        self.store.add_event(self.run_id, "started", f"search started on {search.device} "
-                             f"({search.total_iterations} iterations)", step=search.step)
+        n = torch.get_num_threads()
+        on = f"cpu ({n} thread{'s' * (n != 1)})" if search.device.type == "cpu" else str(search.device)
+        self.store.add_event(self.run_id, "started", f"search started on {on}, "
+                             f"{search.total_iterations} iterations", step=search.step)
         self.flush(search)
         self._beating.clear()
         threading.Thread(target=self._heartbeat, daemon=True, name=f"heartbeat-{self.run_id}").start()
