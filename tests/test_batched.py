@@ -12,10 +12,13 @@ from core.engine.discretize import num_edges
 from core.engine.supernet import Supernet
 
 
-@pytest.fixture(params=["batched", "edge by edge"])
+@pytest.fixture(params=["batched, tails merged", "batched", "edge by edge"])
 def batching(request, monkeypatch):
-    """The fast path both ways it runs on the CPU: edges batched (small maps) and each op with
-    weights edge by edge (maps above ``BATCH_MAX_ELEMENTS``)."""
+    """The fast path every way it runs on the CPU: edges batched with the ops' pointwise tails in
+    one conv (the smallest maps), edges batched, and each op with weights edge by edge (maps
+    above ``BATCH_MAX_ELEMENTS``)."""
+    if request.param == "batched":
+        monkeypatch.setattr(batched, "MERGE_MAX_ELEMENTS", 0)
     if request.param == "edge by edge":
         monkeypatch.setattr(batched, "BATCH_MAX_ELEMENTS", 0)
     return request.param

@@ -154,23 +154,38 @@ class _Batched:
         raise NotImplementedError
 
 
-class _SepConv(_Batched):
+class _PointwiseTail(_Batched):
+    """An op that ends in a pointwise conv and an affine-free BN: ``head`` computes what comes
+    before them, so the ops of one state can share a single grouped conv and BN for their tails
+    (``_merged_tails``)."""
+
+    tail_pw: list[torch.Tensor]
+    tail_bn: nn.BatchNorm2d
+
+    def head(self, src: _Source) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, src: _Source) -> torch.Tensor:
+        return _bn(F.conv2d(self.head(src), _cat(self.tail_pw, src), groups=self.m), self.tail_bn)
+
+
+class _SepConv(_PointwiseTail):
     def __init__(self, mods: list[SepConv]):
         super().__init__(mods)
         ops = [mod.op for mod in mods]
-        self.w = [[o[i].weight for o in ops] for i in (1, 2, 5, 6)]
+        self.w = [[o[i].weight for o in ops] for i in (1, 2, 5)]
+        self.tail_pw, self.tail_bn = [o[6].weight for o in ops], ops[0][7]
         self.stride, self.pad = ops[0][1].stride[0], ops[0][1].padding[0]
-        self.bn1, self.bn2 = ops[0][3], ops[0][7]
+        self.bn1 = ops[0][3]
 
-    def __call__(self, src: _Source) -> torch.Tensor:
-        m, (dw1, pw1, dw2, pw2) = self.m, (_cat(w, src) for w in self.w)
+    def head(self, src: _Source) -> torch.Tensor:
+        m, (dw1, pw1, dw2) = self.m, (_cat(w, src) for w in self.w)
         y = _depthwise(src.repeated("relu", m), dw1, stride=self.stride, padding=self.pad)
         y = F.relu(_bn(F.conv2d(y, pw1, groups=m), self.bn1))
-        y = _depthwise(y, dw2, padding=self.pad)
-        return _bn(F.conv2d(y, pw2, groups=m), self.bn2)
+        return _depthwise(y, dw2, padding=self.pad)
 
 
-class _DilConv(_Batched):
+class _DilConv(_PointwiseTail):
     """A dilation-2 depthwise conv with padding p = k-1 is rewritten without dilation on CPU:
     at stride 1 the four 2x2 polyphase sub-images are independent undilated convs with padding
     p/2 (pixel_unshuffle, one grouped conv, pixel_shuffle); at stride 2 only the even sub-image
@@ -179,28 +194,26 @@ class _DilConv(_Batched):
     def __init__(self, mods: list[DilConv]):
         super().__init__(mods)
         dw = mods[0].op[1]
-        self.w = [[mod.op[i].weight for mod in mods] for i in (1, 2)]
+        self.w = [mod.op[1].weight for mod in mods]
+        self.tail_pw, self.tail_bn = [mod.op[2].weight for mod in mods], mods[0].op[3]
         self.k, self.stride, self.pad, self.dil = (dw.kernel_size[0], dw.stride[0], dw.padding[0],
                                                    dw.dilation[0])
         self.square = (dw.kernel_size == (self.k, self.k) and dw.padding == (self.pad, self.pad)
                        and dw.stride == (self.stride, self.stride) and dw.dilation == (self.dil, self.dil))
-        self.bn = mods[0].op[3]
 
-    def __call__(self, src: _Source) -> torch.Tensor:
+    def head(self, src: _Source) -> torch.Tensor:
         m, k = self.m, self.k
-        dw, pw = _cat(self.w[0], src), _cat(self.w[1], src)
+        dw = _cat(self.w, src)
         H, W = src.h.shape[-2:]
         rewritable = (src.h.device.type == "cpu" and self.square and self.dil == 2
                       and self.pad == k - 1 and H % 2 == 0 and W % 2 == 0)
         if rewritable and self.stride == 1:
             y = _depthwise(src.repeated("phases", m), dw.repeat_interleave(4, 0), padding=(k - 1) // 2)
-            y = src.formatted(F.pixel_shuffle(y, 2))
-        elif rewritable and self.stride == 2:
-            y = _depthwise(src.repeated("even", m), dw, padding=(k - 1) // 2)
-        else:
-            y = _depthwise(src.repeated("relu", m), dw, stride=self.stride, padding=self.pad,
-                           dilation=self.dil)
-        return _bn(F.conv2d(y, pw, groups=m), self.bn)
+            return src.formatted(F.pixel_shuffle(y, 2))
+        if rewritable and self.stride == 2:
+            return _depthwise(src.repeated("even", m), dw, padding=(k - 1) // 2)
+        return _depthwise(src.repeated("relu", m), dw, stride=self.stride, padding=self.pad,
+                          dilation=self.dil)
 
 
 class _FactorizedReduce(_Batched):
@@ -268,6 +281,25 @@ BATCHED: dict[type, type[_Batched]] = {
 class _Step:
     group: OpGroup
     op: _Batched
+    merged: bool = False  # its tail can run in the state's shared pointwise conv and BN
+
+
+def _merged_tails(steps: list[_Step], src: _Source, wv: torch.Tensor, m: int,
+                  C: int) -> torch.Tensor | None:
+    """The ops of a state that end in a pointwise conv and BN, on every edge leaving it, with
+    their tails in one grouped conv and one BN (same numbers: both act per edge and channel);
+    returns their weighted sum, (B, m*C, H, W). wv: (ops, m*C), each op's weight per channel."""
+    tails = [st for st in steps if st.merged]
+    if not tails:
+        return None
+    y = src.formatted(torch.cat([st.op.head(src) for st in tails], 1))
+    pw = torch.cat([_cat(st.op.tail_pw, src) for st in tails])
+    z = _bn(F.conv2d(y, pw, groups=m * len(tails)), tails[0].op.tail_bn)
+    out = None
+    for st, part in zip(tails, z.split(m * C, 1)):  # (a sum over a new dim would lose the layout)
+        w = wv[st.group.k].view(1, m * C, 1, 1)
+        out = part * w if out is None else torch.addcmul(out, part, w)
+    return out
 
 
 def _prepare(cell: nn.Module, plan: CellPlan) -> list[tuple[list[_Step], list[_Step]]]:
@@ -286,6 +318,10 @@ def _prepare(cell: nn.Module, plan: CellPlan) -> list[tuple[list[_Step], list[_S
             else:
                 apart += [_Step(OpGroup(g.k, (p,), False), kind([mod]))
                           for p, mod in zip(g.positions, mods)]
+        tails = [st for st in together if st.group.full and isinstance(st.op, _PointwiseTail)]
+        if len(tails) > 1 and len({st.op.tail_bn.eps for st in tails}) == 1:
+            for st in tails:
+                st.merged = True
         steps.append((sorted(together, key=lambda st: st.op.shared),
                       sorted(apart, key=lambda st: st.op.shared)))
     return steps
@@ -296,6 +332,9 @@ def _prepare(cell: nn.Module, plan: CellPlan) -> list[tuple[list[_Step], list[_S
 # larger maps oneDNN's grouped pointwise convolutions run slower than separate ones (the demo's
 # maps are below it, the paper's above; `python -m core bench`). Other devices always batch.
 BATCH_MAX_ELEMENTS = 2 ** 17
+# Batched ops' pointwise tails share one conv and BN per state on maps this small or smaller:
+# there the calls saved outweigh the copy that joins the ops' outputs.
+MERGE_MAX_ELEMENTS = 2 ** 15
 
 
 def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
@@ -317,8 +356,13 @@ def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: t
         m = len(sp.edges)
         h = src.h
         steps = batched if h.device.type != "cpu" or h.numel() <= BATCH_MAX_ELEMENTS else apart
-        together = None  # (B, m*C, H, W): the sum over the ops computed on every edge
+        merge = h.numel() <= MERGE_MAX_ELEMENTS
+        # (B, m*C, H, W): the sum over the ops computed on every edge
+        together = _merged_tails(steps, src, per_channel[:, sp.start * C:(sp.start + m) * C], m, C) \
+            if merge else None
         for st in steps:
+            if st.merged and merge:
+                continue
             g, y = st.group, st.op(src)
             if g.full:
                 wv = per_channel[g.k, sp.start * C:(sp.start + m) * C]

@@ -174,8 +174,10 @@ class Search:
         self.model.to(memory_format=self.memory_format)
         self.primitives = self.model.primitives
         self.w_params = self.model.weights_parameters()
+        # One fused kernel for the supernet's ~900 weight tensors instead of a loop over them.
         self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
-                                           weight_decay=cfg.w_weight_decay)
+                                           weight_decay=cfg.w_weight_decay,
+                                           fused=self.device.type in ("cpu", "cuda") or None)
         self.alpha_optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=cfg.alpha_lr,
                                                 betas=(cfg.alpha_beta1, cfg.alpha_beta2),
                                                 weight_decay=cfg.alpha_weight_decay)
