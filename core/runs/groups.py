@@ -24,9 +24,9 @@ ACTIVATION_GROUP = ("softmax", "sigmoid", "crb")
 # Fields a group cannot vary: labels the group sets itself, and what names or places the run.
 NOT_VARIED = ("method", "preset", "data_dir", "device", "threads", "tensorboard_dir")
 # CPU seconds of a search at one torch thread per data/budget preset, (setup, per iteration), on
-# this project's 2-core CPU machine (docs/performance.md, "Compare live"). A preset not here
+# this project's 2-core CPU machine (docs/performance.md, "Compare live" and "Demo runs"). A preset not here
 # (paper, custom) gets no figure: its time depends on hardware the app cannot guess.
-CPU_SECONDS = {"demo": (2.0, 0.8), "tiny": (1.4, 0.19)}
+CPU_SECONDS = {"demo": (2.0, 0.45), "tiny": (1.4, 0.19)}
 
 
 def varied_fields() -> list[str]:
