@@ -3,7 +3,7 @@ and paper configurations (fast and plain paths, float32 and bfloat16 autocast), 
 32x32 data (no CIFAR files needed), and prints one JSON object: iterations/s, images/s, peak GPU
 memory, and the projected hours of a full 50-epoch CIFAR-10 search.
 
-    python scripts/gpu_check.py                  # cuda; about 3-5 minutes on one GPU
+    python scripts/gpu_check.py                  # cuda; meant to finish within 8 minutes (never run on a GPU yet)
     python scripts/gpu_check.py --device cuda:1
     python scripts/gpu_check.py --quick --device cpu   # the same steps on tiny sizes (tests)
 

@@ -7,7 +7,9 @@ leave it, towards the later nodes. So, per state and per op:
   batch statistics; the identity): it is computed once;
 - an op with weights runs once for all of them, on the state repeated along the channels, as
   grouped convolutions whose weights are the edges' own, concatenated (an affine-free BN is per
-  channel, so one call normalises every edge);
+  channel, so one call normalises every edge); on the smallest maps the pointwise conv and BN
+  that end the sep and dil convs are one call for all of a state's ops; on the CPU's larger maps
+  (``BATCH_MAX_ELEMENTS``) ops with weights run edge by edge instead;
 - `none` adds exactly zero and is skipped, and so are the ops the mask has pruned;
 
 then each edge's output, times its weight, goes into its node's sum. One ReLU, one polyphase
@@ -28,6 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.engine.depthwise import depthwise as _depthwise
+from core.engine.depthwise import memory_format_of
+from core.engine.discretize import edge_rows
 from core.engine.ops import DilConv, FactorizedReduce, Identity, Pool, SepConv
 
 
@@ -66,7 +70,7 @@ class CellPlan:
 def build_plan(nodes: int, active: Sequence[Sequence[int]], skipped: Sequence[int]) -> CellPlan:
     """``active[edge]``: the op columns computed on it; ``skipped``: columns never computed
     (`none`). Edge numbering is DARTS's: node i's inputs are rows offset_i + j, j = its state."""
-    offsets = [sum(2 + t for t in range(i)) for i in range(nodes)]
+    offsets = [rows.start for rows in edge_rows(nodes)]
     order: list[int] = []
     states = []
     for j in range(nodes + 1):  # the last node feeds no edge
@@ -330,7 +334,7 @@ def _prepare(cell: nn.Module, plan: CellPlan) -> list[tuple[list[_Step], list[_S
 # On the CPU, the edges leaving a state run batched while each one's input holds at most this
 # many numbers: there the kernels' fixed costs dominate and one grouped call beats several; on
 # larger maps oneDNN's grouped pointwise convolutions run slower than separate ones (the demo's
-# maps are below it, the paper's above; `python -m core bench`). Other devices always batch.
+# maps are below it, the paper's above; docs/performance.md). Other devices always batch.
 BATCH_MAX_ELEMENTS = 2 ** 17
 # Batched ops' pointwise tails share one conv and BN per state on maps this small or smaller:
 # there the calls saved outweigh the copy that joins the ops' outputs.
@@ -343,8 +347,7 @@ def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: t
     ``weight_grads=False``: the ops' weights get no gradient (an architecture step)."""
     if getattr(cell, "_prepared_for", None) is not plan:
         cell._prepared, cell._prepared_for = _prepare(cell, plan), plan
-    fmt = (torch.channels_last if s1.is_contiguous(memory_format=torch.channels_last)
-           and not s1.is_contiguous() else torch.contiguous_format)
+    fmt = memory_format_of(s1)
     C = cell._C
     # Row k, columns start*C .. (start+m)*C: op k's weight on each edge leaving a state,
     # repeated over its channels, in the layout of the batched outputs.

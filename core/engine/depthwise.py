@@ -4,9 +4,9 @@
 - Taps that only ever meet the zero padding on a small map are dropped (a dilation-2 5x5 on a
   4x4 map is a dilation-2 3x3): their products are zero and so are their gradients.
 - The weight gradient of a kernel 5 wide: oneDNN's depthwise weight-gradient kernel is fast for
-  kernels up to 3 wide and several times slower beyond (a 5x5 costs about 15 times a 3x3 on the
-  demo's maps; `python -m core bench`). It is computed as two narrower ones, columns 0-2 and
-  3-4, each on the input shifted and padded on one side only.
+  kernels up to 3 wide and several times slower beyond (micro-benchmarks of the kernel alone:
+  docs/performance.md). It is computed as two narrower ones, columns 0-2 and 3-4, each on the
+  input shifted and padded on one side only.
 """
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ import torch.nn.functional as F
 
 # The split weight gradient pays from 8x8 maps up; below, its two pads and calls cost more.
 SPLIT_WGRAD_MIN_PIXELS = 64
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """channels_last for a 4-d tensor laid out so (the search's on the CPU), else the default."""
+    return (torch.channels_last if t.is_contiguous(memory_format=torch.channels_last)
+            and not t.is_contiguous() else torch.contiguous_format)
 
 
 def cut_taps(k: int, dilation: int, padding: int, stride: int, n: int) -> int:
@@ -71,8 +77,7 @@ class _Depthwise5(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         x, weight = ctx.saved_tensors
         s, C = ctx.stride, weight.shape[0]
-        fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-               and not x.is_contiguous() else torch.contiguous_format)
+        fmt = memory_format_of(x)
         g = g.contiguous(memory_format=fmt)
         gx = gw = None
         if ctx.needs_input_grad[0]:
