@@ -268,7 +268,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       f"{r['ms_per_iter']:.1f} ms/it, peak RSS {r['peak_rss_mb']:.0f} MB{gpu} "
                       f"({r['device']}, {r['threads']} threads)")
         if "speedup" in results:
-            print(f"fast/plain speed-up: {results['speedup']:.2f}x")
+            lo, hi = results["speedup_range"]
+            print(f"fast/plain speed-up: {results['speedup']:.2f}x (median of {results['blocks']} "
+                  f"interleaved block pairs; pairs {lo:.2f}-{hi:.2f}x)")
     return 0
 
 
@@ -319,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    p.add_argument("--compare", action="store_true", help="also time the plain path, same run")
+    p.add_argument("--compare", action="store_true", help="also time the plain path, its iterations interleaved with the fast path's in blocks")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import core.engine.batched as batched
-from core.engine.batched import _repeat_channels, build_plan
+from core.engine.batched import _add_shared, _repeat_channels, build_plan
 from core.engine.depthwise import cut_taps as _cut_taps
 from core.engine.depthwise import depthwise as _depthwise
 from core.engine.discretize import num_edges
@@ -135,6 +135,28 @@ def test_fast_path_matches_plain_edge_by_edge_on_the_demo_supernet(monkeypatch):
     torch.manual_seed(4)
     m = Supernet(8, 10, 5, activation="softmax", in_channels=3)
     _assert_same(_fast_and_plain(m, torch.randn(4, 3, 16, 16)))
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_shared_op_added_on_every_edge_keeps_the_layout_of_its_gradient(layout):
+    """A pool's (or the identity's) output, added on m edges with each edge's weights: the
+    values and gradients of a plain broadcast, and a gradient for the pool output in its own
+    layout (a default-layout gradient would send its BN down a slow mixed-layout kernel)."""
+    torch.manual_seed(0)
+    B, m, C, H = 4, 3, 5, 6
+    together = torch.randn(B, m * C, H, H).contiguous(memory_format=layout).requires_grad_()
+    y = torch.randn(B, C, H, H).contiguous(memory_format=layout).requires_grad_()
+    wv = torch.randn(m * C, requires_grad=True)
+    out = _add_shared(together, y, wv, m, C)
+    ref = together + y.repeat(1, m, 1, 1) * wv.view(1, m * C, 1, 1)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, (together, y, wv), g)
+    want = torch.autograd.grad(ref, (together, y, wv), g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    assert got[1].is_contiguous(memory_format=layout)
+    assert out.is_contiguous(memory_format=layout)
 
 
 def test_architecture_step_forward_gives_the_alphas_the_plain_gradient_and_the_ops_none():

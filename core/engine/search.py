@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from core.data import BatchStream, ImageData, load_dataset
 from core.engine.activations import ACTIVATIONS
 from core.engine.config import SearchConfig
-from core.engine.device import pick_device
+from core.engine.device import keep_freed_memory, pick_device
 from core.engine.discretize import derive_genotype
 from core.engine.evalnet import architecture_size
 from core.engine.genotype import CELL_TYPES, Genotype
@@ -138,6 +138,7 @@ class Search:
     # ---- setup -------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.config
+        keep_freed_memory()  # a search allocates and frees the same blocks every iteration
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         gen = torch.Generator().manual_seed(cfg.seed)

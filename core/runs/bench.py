@@ -1,12 +1,16 @@
 """``python -m core bench``: iterations/s, images/s and peak memory of search iterations.
 
 Times ``Search.iteration`` after a warm-up, without a store. ``estimate`` is the Launch page's
-run-time figure (the app runs it in a worker process through ``RunManager.estimate``). ``compare_plain`` times the plain
-reference path (``fast=False``) in the same process, right after, and reports the ratio.
+run-time figure (the app runs it in a worker process through ``RunManager.estimate``).
+``compare_plain`` times the plain reference path (``fast=False``) in the same process, its
+iterations interleaved with the fast path's in short blocks, and reports the ratio of their
+median block times: a shared machine's speed drifts by 10-25 % over a minute, and one block of
+each path after the other would put that drift into the ratio.
 """
 from __future__ import annotations
 
 import resource
+import statistics
 import time
 from typing import Any
 
@@ -19,30 +23,77 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class _Timed:
+    """One search, set up and warmed up, timed a block of iterations at a time."""
+
+    def __init__(self, config: SearchConfig, warmup: int):
+        from core.engine.search import Search
+        self.config = config
+        self.search = s = Search(config)
+        s.setup()
+        for _ in range(warmup):
+            s.iteration(0)
+        self._sync()
+        if s.device.type == "cuda":  # the device the search runs on, not the current one
+            torch.cuda.reset_peak_memory_stats(s.device)
+        self.arch0 = s.arch_steps
+        self.blocks: list[float] = []  # seconds per iteration, each block
+        self.iters = 0
+        self.seconds = 0.0
+
+    def _sync(self) -> None:
+        if self.search.device.type == "cuda":
+            torch.cuda.synchronize(self.search.device)
+
+    def block(self, iters: int) -> None:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            self.search.iteration(0)
+        self._sync()
+        dt = time.perf_counter() - t0
+        self.blocks.append(dt / iters)
+        self.iters += iters
+        self.seconds += dt
+
+    def result(self) -> dict[str, Any]:
+        s, dt, n = self.search, self.seconds, self.iters
+        out = {"iters_per_s": n / dt, "images_per_s": n * self.config.batch_size / dt,
+               "ms_per_iter": 1000 * dt / n, "arch_steps": s.arch_steps - self.arch0, "iters": n,
+               "peak_rss_mb": _peak_rss_mb(), "device": str(s.device),
+               "threads": torch.get_num_threads(), "total_iterations": s.total_iterations,
+               "fast": self.config.fast}
+        if s.device.type == "cuda":
+            out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
+        return out
+
+
 def time_iterations(config: SearchConfig, iters: int, warmup: int) -> dict[str, Any]:
-    from core.engine.search import Search
-    s = Search(config)
-    s.setup()
-    for _ in range(warmup):
-        s.iteration(0)
-    if s.device.type == "cuda":  # the device the search runs on, not the current one
-        torch.cuda.synchronize(s.device)
-        torch.cuda.reset_peak_memory_stats(s.device)
-    arch0 = s.arch_steps
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        s.iteration(0)
-    if s.device.type == "cuda":
-        torch.cuda.synchronize(s.device)
-    dt = time.perf_counter() - t0
-    out = {"iters_per_s": iters / dt, "images_per_s": iters * config.batch_size / dt,
-           "ms_per_iter": 1000 * dt / iters, "arch_steps": s.arch_steps - arch0, "iters": iters,
-           "peak_rss_mb": _peak_rss_mb(), "device": str(s.device), "threads": torch.get_num_threads(),
-           "total_iterations": s.total_iterations,
-           "fast": config.fast}
-    if s.device.type == "cuda":
-        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
-    return out
+    t = _Timed(config, warmup)
+    t.block(iters)
+    return t.result()
+
+
+# Iterations per block when the two paths are interleaved: blocks short enough that the
+# machine's drift between a fast and a plain block stays small.
+BLOCK_ITERS = 2
+
+
+def compare(config: SearchConfig, iters: int, warmup: int) -> dict[str, Any]:
+    """The fast and the plain path of ``config``, ``iters`` iterations each, in alternating blocks
+    of ``BLOCK_ITERS``. ``speedup``: the plain path's median block time over the fast path's;
+    ``speedup_range``: the same ratio over each pair of neighbouring blocks, lowest and highest."""
+    fast = _Timed(config.replace(fast=True), warmup)
+    plain = _Timed(config.replace(fast=False), warmup)
+    done = 0
+    while done < iters:
+        n = min(BLOCK_ITERS, iters - done)
+        fast.block(n)
+        plain.block(n)
+        done += n
+    pairs = [p / f for f, p in zip(fast.blocks, plain.blocks)]
+    return {"fast": fast.result(), "plain": plain.result(),
+            "speedup": statistics.median(plain.blocks) / statistics.median(fast.blocks),
+            "speedup_range": [min(pairs), max(pairs)], "blocks": len(pairs)}
 
 
 def estimate(config: SearchConfig, iters: int = 3, warmup: int = 1) -> dict[str, Any]:
@@ -66,9 +117,6 @@ def bench(config: SearchConfig, iters: int = 20, warmup: int = 3, compare_plain:
     else:
         from core.engine.device import configure_threads
         configure_threads(config.threads)
-    results: dict[str, Any] = {}
-    results["fast" if config.fast else "plain"] = time_iterations(config, iters, warmup)
     if compare_plain and config.fast:
-        results["plain"] = time_iterations(config.replace(fast=False), iters, warmup)
-        results["speedup"] = results["fast"]["iters_per_s"] / results["plain"]["iters_per_s"]
-    return results
+        return compare(config, iters, warmup)
+    return {"fast" if config.fast else "plain": time_iterations(config, iters, warmup)}

@@ -1,6 +1,7 @@
 """The fast path against the plain one, ``python -m core bench --compare`` run several times,
-thread counts interleaved; one JSON line per run, then the median ratio and the spread per
-thread count.
+thread counts interleaved; one JSON line per run (its ratio: the median over the run's
+interleaved blocks; ``block_pairs``: the lowest and highest block pair), then the median ratio
+and the spread per thread count.
 
     python scripts/perf/fast_vs_plain.py [--rounds 3] [--threads 1,2] [--iters 10] \
         [-- BENCH ARGS ...]
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
             ratios.setdefault(t, []).append(res["speedup"])
             print(json.dumps({"round": r, "threads": t, "fast_ms": round(res["fast"]["ms_per_iter"], 1),
                               "plain_ms": round(res["plain"]["ms_per_iter"], 1),
-                              "speedup": round(res["speedup"], 3), "args": bench_args}), flush=True)
+                              "speedup": round(res["speedup"], 3),
+                              "block_pairs": [round(x, 3) for x in res["speedup_range"]],
+                              "args": bench_args}), flush=True)
     for t, rs in ratios.items():
         print(f"# {t} thread(s): fast/plain median {statistics.median(rs):.2f}x "
               f"(range {min(rs):.2f}-{max(rs):.2f}, {len(rs)} runs)", flush=True)
