@@ -49,7 +49,13 @@ class BatchStream:
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0  # completed passes
         self.position = 0  # batches of this pass are perm[position : position + batch_size]
-        self._perm = torch.randperm(self.n, generator=self.generator)  # (n,) CPU
+        self._set_perm(torch.randperm(self.n, generator=self.generator))
+
+    def _set_perm(self, perm: torch.Tensor) -> None:
+        """The pass's order, (n,) on the CPU (what a checkpoint keeps) and on the device: one
+        upload a pass, so a batch's gather needs no copy, and on a GPU no host sync."""
+        self._perm = perm
+        self._perm_on_device = perm.to(self.device, non_blocking=True)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -58,12 +64,11 @@ class BatchStream:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) float32 normalized images and (B,) int64 labels on the stream's device."""
         if self.position >= self.n:  # the previous pass is done: reshuffle
-            self._perm = torch.randperm(self.n, generator=self.generator)
+            self._set_perm(torch.randperm(self.n, generator=self.generator))
             self.position = 0
             self.epoch += 1
-        idx = self._perm[self.position : self.position + self.batch_size]
+        idx = self._perm_on_device[self.position : self.position + self.batch_size]
         self.position += len(idx)
-        idx = idx.to(self.device)
         x = self.x[idx]  # (B, C, H, W) uint8
         if self.augment:
             x = self._flip_crop(x)
@@ -81,7 +86,9 @@ class BatchStream:
         cols = shift[:, 1:2] + cols_in  # (B, W) flipping the crop = reading its columns backwards
         padded = F.pad(x, (p, p, p, p))  # (B, C, H + 2p, W + 2p)
         b = torch.arange(B, device=x.device)[:, None, None]
-        rows, cols = rows.to(x.device)[:, :, None], cols.to(x.device)[:, None, :]
+        # (uploads from pageable memory that CUDA stages at once: no sync)
+        rows = rows.to(x.device, non_blocking=True)[:, :, None]
+        cols = cols.to(x.device, non_blocking=True)[:, None, :]
         return padded[b, :, rows, cols].permute(0, 3, 1, 2).contiguous()  # (B, H, W, C) -> (B, C, H, W)
 
     def state_dict(self) -> dict:
@@ -101,4 +108,4 @@ class BatchStream:
         self.generator.set_state(d["generator"].to(torch.uint8).cpu())
         self.epoch = int(d["epoch"])
         self.position = int(d["position"])
-        self._perm = d["perm"].to(torch.int64).cpu().clone()
+        self._set_perm(d["perm"].to(torch.int64).cpu().clone())

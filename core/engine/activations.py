@@ -112,7 +112,7 @@ class ClampedReluBatchnorm(Activation):
             dead = (alpha <= 0).cpu().numpy()  # one host copy per architecture step
             new_mask = mask & ~dead
             # Re-zero every pruned alpha: Adam's momentum would otherwise nudge some back.
-            alpha.masked_fill_(torch.from_numpy(~new_mask).to(alpha.device), 0.0)
+            alpha.masked_fill_(torch.from_numpy(~new_mask).to(alpha.device, non_blocking=True), 0.0)
         return new_mask
 
 

@@ -339,7 +339,12 @@ class Search:
     def _refresh_arch_state(self) -> None:
         """Host copy of the weights after they changed: gap, genotype, NaN check."""
         with torch.no_grad():
-            w = {ct: a.detach().to("cpu", torch.float32) for ct, a in self.model.all_arch_weights().items()}
+            on_device = self.model.all_arch_weights()
+            # one copy to the host for both cells (on a GPU, the step's one wait for the device)
+            flat = torch.cat([a.detach().flatten() for a in on_device.values()]).to("cpu", torch.float32)
+            w = dict(zip(on_device, (t.view(a.shape) for t, a in
+                                     zip(flat.split([a.numel() for a in on_device.values()]),
+                                         on_device.values()))))
         arrays = {ct: t.numpy() for ct, t in w.items()}
         if not all(np.isfinite(a).all() for a in arrays.values()):
             raise NonFiniteError(f"an architecture weight became NaN or infinite at iteration "

@@ -202,7 +202,9 @@ class Supernet(nn.Module):
 
     def mask_tensors(self) -> dict[str, torch.Tensor]:
         dev = self.alphas_normal.device
-        return {ct: torch.from_numpy(m).to(dev, self.alphas_normal.dtype) for ct, m in self.masks.items()}
+        # non_blocking: CUDA stages a pageable upload at once, so the host need not wait for it
+        return {ct: torch.from_numpy(m).to(dev, self.alphas_normal.dtype, non_blocking=True)
+                for ct, m in self.masks.items()}
 
     # ---- forward ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None,
