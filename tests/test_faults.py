@@ -188,8 +188,11 @@ def test_kill_9_from_outside_at_a_random_moment(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RunStore(db) if _wait_for(lambda: os.path.exists(db), 60) else None
     assert store is not None
-    _wait_for(lambda: store.list_runs() and store.list_runs()[0].iterations >= 2, 120)
-    time.sleep(rng.uniform(0.0, 3.0))
+    # a random moment: after a random number of recorded iterations (the whole run takes a few
+    # seconds, so a random time alone could outlast it), then up to a third of a second more
+    target = rng.randrange(2, TOTAL - 10, 2)
+    _wait_for(lambda: store.list_runs() and store.list_runs()[0].iterations >= target, 120)
+    time.sleep(rng.uniform(0.0, 0.3))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     _intact(db)
