@@ -125,10 +125,37 @@ def project_discrete(weights: torch.Tensor, primitives: Sequence[str],
                      threshold: float = DEFAULT_THRESHOLD) -> torch.Tensor:
     """One-hot (edges, ops) tensor of the cell's choices under ``rule``; detached, same
     device/dtype. ``live`` restricts the choice to unpruned ops (see ``select_edges``)."""
-    d = torch.zeros_like(weights, requires_grad=False)
-    for e, k, _ in select_edges(weights, primitives, live, rule, threshold):
-        d[e, k] = 1.0
-    return d
+    return project_discrete_cells({"cell": weights}, primitives,
+                                  None if live is None else {"cell": live}, rule, threshold)["cell"]
+
+
+def project_discrete_cells(weights: dict[str, torch.Tensor], primitives: Sequence[str],
+                           live: dict[str, np.ndarray | torch.Tensor] | None = None,
+                           rule: str = DEFAULT_RULE,
+                           threshold: float = DEFAULT_THRESHOLD) -> dict[str, torch.Tensor]:
+    """``project_discrete`` of each cell type's weights (and live mask). The choice is made on
+    the host: the tensors among them come over in one copy, and each one-hot goes back
+    in one upload that the host does not wait for (on a GPU, one sync for all cells instead of
+    one per cell and a write per kept op)."""
+    names = list(weights)
+    parts = [weights[n] for n in names] + ([live[n] for n in names] if live is not None else [])
+    tensors = [t for t in parts if isinstance(t, torch.Tensor)]
+    host: dict[int, np.ndarray] = {}
+    if tensors:
+        flat = torch.cat([t.detach().flatten().to(torch.float64) for t in tensors]).cpu().numpy()
+        for t, chunk in zip(tensors, np.split(flat, np.cumsum([t.numel() for t in tensors])[:-1])):
+            host[id(t)] = chunk.reshape(tuple(t.shape))
+    as_host = lambda t: host.get(id(t), t) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    out = {}
+    for n in names:
+        w = weights[n]
+        d = np.zeros(tuple(w.shape), dtype=np.float64)
+        for e, k, _ in select_edges(as_host(w), primitives,
+                                    None if live is None else as_host(live[n]), rule, threshold):
+            d[e, k] = 1.0
+        onehot = torch.from_numpy(d).to(w.dtype)
+        out[n] = onehot if w.device.type == "cpu" else onehot.to(w.device, non_blocking=True)
+    return out
 
 
 def derive_genotype(weights_normal: torch.Tensor | np.ndarray,

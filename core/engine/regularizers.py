@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
-from core.engine.discretize import DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete
+from core.engine.discretize import DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete, project_discrete_cells
 from core.registry import Registry
 
 REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")
@@ -120,9 +120,9 @@ class Proximity(Regularizer):
         self.threshold = float(threshold)
 
     def penalty(self, weights: Weights, progress: float, masks: Weights | None = None) -> torch.Tensor:
-        total = sum(torch.linalg.vector_norm(A - project_discrete(
-            A.detach(), self.primitives, rule=self.rule, threshold=self.threshold))
-            for A in weights.values())
+        D = project_discrete_cells({ct: A.detach() for ct, A in weights.items()}, self.primitives,
+                                   rule=self.rule, threshold=self.threshold)
+        total = sum(torch.linalg.vector_norm(A - D[ct]) for ct, A in weights.items())
         return progress * self.rho / 2.0 * total
 
 
@@ -178,16 +178,20 @@ class ADMM(Regularizer):
         self.arch_steps += 1
         if self.arch_steps % self.every:
             return StepReport()
-        primal, dual = 0.0, 0.0
+        norms = []
         with torch.no_grad():
+            # both cells' projections from one copy to the host, and one read of the four norms
+            Z = project_discrete_cells({ct: activate(alpha + self.U[ct]) for ct, alpha in alphas.items()},
+                                       self.primitives, masks)
             for ct, alpha in alphas.items():
                 A = activate(alpha)
                 live = masks[ct] if masks is not None else None
-                self.Z[ct] = project_discrete(activate(alpha + self.U[ct]), self.primitives, live)
+                self.Z[ct] = Z[ct]
                 U = self.decay * self.U[ct] + (A - self.Z[ct])
                 self.U[ct] = U * live if live is not None else U
-                primal += float(torch.linalg.vector_norm(A - self.Z[ct]))
-                dual += float(torch.linalg.vector_norm(self.U[ct]))
+                norms += [torch.linalg.vector_norm(A - self.Z[ct]), torch.linalg.vector_norm(self.U[ct])]
+        values = torch.stack(norms).tolist()
+        primal, dual = sum(values[0::2]), sum(values[1::2])
         # The residuals are recorded with this step's terms and carried by the update event.
         data = {"admm_primal": primal, "admm_dual": dual}
         return StepReport(terms=data, event=RegularizerEvent(
