@@ -145,7 +145,10 @@ def project_discrete_cells(weights: dict[str, torch.Tensor], primitives: Sequenc
         flat = torch.cat([t.detach().flatten().to(torch.float64) for t in tensors]).cpu().numpy()
         for t, chunk in zip(tensors, np.split(flat, np.cumsum([t.numel() for t in tensors])[:-1])):
             host[id(t)] = chunk.reshape(tuple(t.shape))
-    as_host = lambda t: host.get(id(t), t) if isinstance(t, torch.Tensor) else t  # noqa: E731
+
+    def as_host(t):
+        return host.get(id(t), t) if isinstance(t, torch.Tensor) else t
+
     out = {}
     for n in names:
         w = weights[n]
