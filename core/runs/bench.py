@@ -29,28 +29,49 @@ class _Timed:
     def __init__(self, config: SearchConfig, warmup: int):
         from core.engine.search import Search
         self.config = config
+        base = self._allocated_before()
         self.search = s = Search(config)
         s.setup()
         for _ in range(warmup):
             s.iteration(0)
         self._sync()
-        if s.device.type == "cuda":  # the device the search runs on, not the current one
-            torch.cuda.reset_peak_memory_stats(s.device)
         self.arch0 = s.arch_steps
         self.blocks: list[float] = []  # seconds per iteration, each block
         self.iters = 0
         self.seconds = 0.0
+        # GPU memory: this search's own, though another search may share the device (compare):
+        # what it keeps between iterations, and its peak above what the others keep.
+        self.peak_gpu = self.resident_gpu = 0
+        if s.device.type == "cuda":
+            self.peak_gpu = torch.cuda.max_memory_allocated(s.device) - base
+            self.resident_gpu = torch.cuda.memory_allocated(s.device) - base
+
+    def _allocated_before(self) -> int:
+        """GPU memory allocated before this search existed (its peak counter reset)."""
+        from core.engine.device import pick_device
+        dev = pick_device(self.config.device)
+        if dev.type != "cuda":
+            return 0
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        return torch.cuda.memory_allocated(dev)
 
     def _sync(self) -> None:
         if self.search.device.type == "cuda":
             torch.cuda.synchronize(self.search.device)
 
     def block(self, iters: int) -> None:
+        dev = self.search.device
+        if dev.type == "cuda":
+            others = torch.cuda.memory_allocated(dev) - self.resident_gpu
+            torch.cuda.reset_peak_memory_stats(dev)
         t0 = time.perf_counter()
         for _ in range(iters):
             self.search.iteration(0)
         self._sync()
         dt = time.perf_counter() - t0
+        if dev.type == "cuda":
+            self.peak_gpu = max(self.peak_gpu, torch.cuda.max_memory_allocated(dev) - others)
         self.blocks.append(dt / iters)
         self.iters += iters
         self.seconds += dt
@@ -63,7 +84,7 @@ class _Timed:
                "threads": torch.get_num_threads(), "total_iterations": s.total_iterations,
                "fast": self.config.fast}
         if s.device.type == "cuda":
-            out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
+            out["peak_gpu_mb"] = self.peak_gpu / 2**20
         return out
 
 
