@@ -22,6 +22,7 @@ from core.engine.search import Search
 from tests.conftest import one_torch_thread
 
 CORE = str(Path(__file__).resolve().parents[1] / "core") + "/"
+TO_HOST_FILE = CORE + "engine/device.py"
 _READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__,
           torch.Tensor.__float__, torch.Tensor.__int__, torch.Tensor.__bool__,
           torch.Tensor.__index__, torch.Tensor.nonzero, torch.nonzero}
@@ -86,8 +87,12 @@ class _HostWaits(TorchFunctionMode):
         waits = (((func in _READS or to_host) and on_device)
                  or (to_device and not on_device and not kwargs.get("non_blocking", False)))
         if waits:
-            frame = traceback.extract_stack(limit=2)[0]  # the caller
-            if frame.filename.startswith(CORE):  # our code's call, not torch's own
+            stack = traceback.extract_stack()[:-1]
+            frame = stack[-1]  # the caller; our code's call, not torch's own
+            if frame.filename.startswith(CORE):
+                while frame.filename == TO_HOST_FILE:  # the shared copy helper: name its caller
+                    stack.pop()
+                    frame = stack[-1]
                 self.sites[f"{frame.filename[len(CORE):]}:{frame.lineno} {frame.line.strip()}"] += 1
         out = func(*args, **kwargs)
         if to_host and any(out is t for t in inputs):  # on the CPU the "copy" is the tensor itself

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from core.engine.device import to_host
 from core.engine.genotype import Genotype
 
 EDGES_PER_NODE_KEPT = 2
@@ -140,11 +141,7 @@ def project_discrete_cells(weights: dict[str, torch.Tensor], primitives: Sequenc
     names = list(weights)
     parts = [weights[n] for n in names] + ([live[n] for n in names] if live is not None else [])
     tensors = [t for t in parts if isinstance(t, torch.Tensor)]
-    host: dict[int, np.ndarray] = {}
-    if tensors:
-        flat = torch.cat([t.detach().flatten().to(torch.float64) for t in tensors]).cpu().numpy()
-        for t, chunk in zip(tensors, np.split(flat, np.cumsum([t.numel() for t in tensors])[:-1])):
-            host[id(t)] = chunk.reshape(tuple(t.shape))
+    host = {id(t): c.numpy() for t, c in zip(tensors, to_host(tensors, torch.float64))}
 
     def as_host(t):
         return host.get(id(t), t) if isinstance(t, torch.Tensor) else t

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from core.data import BatchStream, ImageData, load_dataset
 from core.engine.activations import ACTIVATIONS
 from core.engine.config import SearchConfig
-from core.engine.device import keep_freed_memory, pick_device
+from core.engine.device import keep_freed_memory, pick_device, to_host
 from core.engine.discretize import derive_genotype
 from core.engine.evalnet import architecture_size
 from core.engine.genotype import CELL_TYPES, Genotype
@@ -340,11 +340,7 @@ class Search:
         """Host copy of the weights after they changed: gap, genotype, NaN check."""
         with torch.no_grad():
             on_device = self.model.all_arch_weights()
-            # one copy to the host for both cells (on a GPU, the step's one wait for the device)
-            flat = torch.cat([a.detach().flatten() for a in on_device.values()]).to("cpu", torch.float32)
-            w = dict(zip(on_device, (t.view(a.shape) for t, a in
-                                     zip(flat.split([a.numel() for a in on_device.values()]),
-                                         on_device.values()))))
+            w = dict(zip(on_device, to_host(list(on_device.values()), torch.float32)))
         arrays = {ct: t.numpy() for ct, t in w.items()}
         if not all(np.isfinite(a).all() for a in arrays.values()):
             raise NonFiniteError(f"an architecture weight became NaN or infinite at iteration "

@@ -40,20 +40,17 @@ class _Timed:
         self.iters = 0
         self.seconds = 0.0
         # GPU memory: this search's own, though another search may share the device (compare):
-        # what it keeps between iterations, and its peak above what the others keep.
-        self.peak_gpu = self.resident_gpu = 0
-        if s.device.type == "cuda":
-            self.peak_gpu = torch.cuda.max_memory_allocated(s.device) - base
-            self.resident_gpu = torch.cuda.memory_allocated(s.device) - base
+        # what it keeps between iterations, and (``block``) its peak in the timed iterations, not
+        # the warm-up's (cuDNN's benchmark trials), above what the others keep.
+        self.peak_gpu = 0
+        self.resident_gpu = torch.cuda.memory_allocated(s.device) - base if s.device.type == "cuda" else 0
 
     def _allocated_before(self) -> int:
-        """GPU memory allocated before this search existed (its peak counter reset)."""
+        """GPU memory allocated before this search existed."""
         from core.engine.device import pick_device
         dev = pick_device(self.config.device)
         if dev.type != "cuda":
             return 0
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
         return torch.cuda.memory_allocated(dev)
 
     def _sync(self) -> None:
