@@ -93,6 +93,39 @@ def test_cut_taps_on_small_maps():
     assert _cut_taps(3, 1, 1, 1, 2) == 0
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_weight_gradient_on_a_2x2_map_from_pixel_products(stride, layout):
+    """A 3x3 on a 2x2 map (the polyphase dil convs of 4x4 maps): the weight gradient from every
+    pair of pixels, the input gradient from the conv's own kernel; both the conv's."""
+    torch.manual_seed(stride)
+    x = torch.randn(5, 6, 2, 2).contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(6, 1, 3, 3, requires_grad=True)
+    got = _depthwise(x, w, stride=stride, padding=1)
+    assert type(got.grad_fn).__name__ == "_DepthwiseTinyBackward"
+    ref = F.conv2d(x, w, stride=stride, padding=1, groups=6)
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, w), g), torch.autograd.grad(ref, (x, w), g),
+                               atol=1e-5, rtol=1e-5)
+    # no weight gradient wanted (an architecture step): the conv itself, no function
+    assert type(_depthwise(x, w.detach(), padding=1).grad_fn).__name__ != "_DepthwiseTinyBackward"
+
+
+def test_batch_norm_applies_the_edges_weights_in_its_kernel():
+    """The weights of an op ending in BN scale its output inside the BN call: the same values and
+    gradients (the alphas' included) as BN, then a product."""
+    bn = torch.nn.BatchNorm2d(8, affine=False)
+    x = torch.randn(4, 8, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    scale = torch.randn(8, requires_grad=True)
+    got = batched._bn(x, bn, scale)
+    ref = batched._bn(x, bn) * scale.view(1, -1, 1, 1)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, scale), g),
+                               torch.autograd.grad(ref, (x, scale), g), atol=1e-5, rtol=1e-5)
+
+
 def test_repeat_channels_keeps_the_layout_and_values():
     x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
     r = _repeat_channels(x, 3)

@@ -133,8 +133,10 @@ def _repeat_channels(x: torch.Tensor, m: int) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).repeat(1, 1, 1, m).permute(0, 3, 1, 2)
 
 
-def _bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-    return F.batch_norm(x, None, None, training=True, eps=bn.eps)
+def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Affine-free BN on batch statistics; ``scale`` (one per channel: the edges' weights of the
+    op) multiplies its output in the same kernel, and BN's backward gives its gradient."""
+    return F.batch_norm(x, None, None, weight=scale, training=True, eps=bn.eps)
 
 
 def _cat(weights: list[torch.Tensor], src: _Source) -> torch.Tensor:
@@ -150,11 +152,12 @@ class _Batched:
     edge's parameters (the Parameter objects; the optimizer updates them in place)."""
 
     shared = False  # True: one output serves every edge (no parameters)
+    scales = False  # True: ends in a BN that can apply the edges' weights (``scale``)
 
     def __init__(self, mods: list[nn.Module]):
         self.m = len(mods)
 
-    def __call__(self, src: _Source) -> torch.Tensor:
+    def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -165,12 +168,14 @@ class _PointwiseTail(_Batched):
 
     tail_pw: list[torch.Tensor]
     tail_bn: nn.BatchNorm2d
+    scales = True
 
     def head(self, src: _Source) -> torch.Tensor:
         raise NotImplementedError
 
-    def __call__(self, src: _Source) -> torch.Tensor:
-        return _bn(F.conv2d(self.head(src), _cat(self.tail_pw, src), groups=self.m), self.tail_bn)
+    def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
+        return _bn(F.conv2d(self.head(src), _cat(self.tail_pw, src), groups=self.m), self.tail_bn,
+                   scale)
 
 
 class _SepConv(_PointwiseTail):
@@ -224,21 +229,24 @@ class _FactorizedReduce(_Batched):
     """Two 1x1 stride-2 convs, on the even and on the odd pixels, each edge's halves side by
     side. Odd sizes run each edge's module (it pads)."""
 
+    scales = True
+
     def __init__(self, mods: list[FactorizedReduce]):
         super().__init__(mods)
         self.mods = mods
         self.w = [[mod.conv_1.weight for mod in mods], [mod.conv_2.weight for mod in mods]]
         self.half, self.bn = mods[0].conv_1.out_channels, mods[0].bn
 
-    def __call__(self, src: _Source) -> torch.Tensor:
+    def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         H, W = src.h.shape[-2:]
         if H % 2 or W % 2:
-            return torch.cat([mod(src.h) for mod in self.mods], 1)
+            y = torch.cat([mod(src.h) for mod in self.mods], 1)
+            return y if scale is None else y * scale.view(1, -1, 1, 1)
         a = F.conv2d(src.even(), _cat(self.w[0], src))
         b = F.conv2d(src.odd(), _cat(self.w[1], src))
         # split, not slicing: a slice's gradient is a zero-filled tensor in the default layout
         z = torch.cat([t for pair in zip(a.split(self.half, 1), b.split(self.half, 1)) for t in pair], 1)
-        return _bn(src.formatted(z), self.bn)
+        return _bn(src.formatted(z), self.bn, scale)
 
 
 class _Pool(_Batched):
@@ -248,7 +256,7 @@ class _Pool(_Batched):
         super().__init__(mods)
         self.mod = mods[0]  # no parameters: every edge's output is this one
 
-    def __call__(self, src: _Source) -> torch.Tensor:
+    def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         y = self.mod.pool(src.h)
         return _bn(y, self.mod.bn) if self.mod.bn is not None else y
 
@@ -256,7 +264,7 @@ class _Pool(_Batched):
 class _Identity(_Batched):
     shared = True
 
-    def __call__(self, src: _Source) -> torch.Tensor:
+    def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         return src.h
 
 
@@ -267,7 +275,7 @@ class _EdgeByEdge(_Batched):
         super().__init__(mods)
         self.mods = mods
 
-    def __call__(self, src: _Source) -> torch.Tensor:
+    def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         return torch.cat([mod(src.h) for mod in self.mods], 1)
 
 
@@ -291,18 +299,19 @@ class _Step:
 def _merged_tails(steps: list[_Step], src: _Source, wv: torch.Tensor, m: int,
                   C: int) -> torch.Tensor | None:
     """The ops of a state that end in a pointwise conv and BN, on every edge leaving it, with
-    their tails in one grouped conv and one BN (same numbers: both act per edge and channel);
-    returns their weighted sum, (B, m*C, H, W). wv: (ops, m*C), each op's weight per channel."""
+    their tails in one grouped conv and one BN (same numbers: both act per edge and channel),
+    which also applies the weights; returns their weighted sum, (B, m*C, H, W). wv: (ops, m*C),
+    each op's weight per channel."""
     tails = [st for st in steps if st.merged]
     if not tails:
         return None
     y = src.formatted(torch.cat([st.op.head(src) for st in tails], 1))
     pw = torch.cat([_cat(st.op.tail_pw, src) for st in tails])
-    z = _bn(F.conv2d(y, pw, groups=m * len(tails)), tails[0].op.tail_bn)
+    scale = torch.cat([wv[st.group.k] for st in tails])
+    z = _bn(F.conv2d(y, pw, groups=m * len(tails)), tails[0].op.tail_bn, scale)
     out = None
-    for st, part in zip(tails, z.split(m * C, 1)):  # (a sum over a new dim would lose the layout)
-        w = wv[st.group.k].view(1, m * C, 1, 1)
-        out = part * w if out is None else torch.addcmul(out, part, w)
+    for part in z.split(m * C, 1):  # (a sum over a new dim would lose the layout)
+        out = part if out is None else out + part
     return out
 
 
@@ -366,7 +375,12 @@ def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: t
         for st in steps:
             if st.merged and merge:
                 continue
-            g, y = st.group, st.op(src)
+            g = st.group
+            if g.full and st.op.scales:  # the op's BN applies the weights
+                y = st.op(src, per_channel[g.k, sp.start * C:(sp.start + m) * C])
+                together = y if together is None else together + y
+                continue
+            y = st.op(src)
             if g.full:
                 wv = per_channel[g.k, sp.start * C:(sp.start + m) * C]
                 if not st.op.shared:

@@ -7,14 +7,23 @@
   kernels up to 3 wide and several times slower beyond (micro-benchmarks of the kernel alone:
   docs/performance.md). It is computed as two narrower ones, columns 0-2 and 3-4, each on the
   input shifted and padded on one side only.
+- The weight gradient on maps with fewer pixels than the kernel has taps (a 5x5 on 4x4, a 3x3 on
+  2x2): oneDNN's kernel is slowest there. Every (output pixel, input pixel) product of the
+  gradient and the input, summed over the batch, is one broadcast multiply and sum; a fixed 0/1
+  matrix then adds up the pairs each tap joins.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 # The split weight gradient pays from 8x8 maps up; below, its two pads and calls cost more.
 SPLIT_WGRAD_MIN_PIXELS = 64
+# The weight gradient from all pixel products pays on maps this small (a 3x3 on 2x2 maps: five
+# times faster); on 4x4 maps the products fill megabytes and the real step gained nothing.
+TINY_MAX_PIXELS = 4
 
 
 def memory_format_of(t: torch.Tensor) -> torch.memory_format:
@@ -52,6 +61,9 @@ def depthwise(x: torch.Tensor, weight: torch.Tensor, *, stride: int = 1, padding
             and H * W >= SPLIT_WGRAD_MIN_PIXELS and x.dtype == weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")):  # (autocast would change the dtypes inside)
         return _Depthwise5.apply(x, weight, stride)
+    if (H * W <= TINY_MAX_PIXELS and H * W < k * k and weight.requires_grad and x.device.type == "cpu"
+            and x.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")):
+        return _DepthwiseTiny.apply(x, weight, stride, padding, dilation)
     return F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation,
                     groups=weight.shape[0])
 
@@ -92,3 +104,53 @@ class _Depthwise5(torch.autograd.Function):
             gw = torch.cat([_wgrad(g, left, (C, 1, 5, 3), s, (2, 0)),
                             _wgrad(g, right, (C, 1, 5, 2), s, (2, 0))], -1)
         return gx, gw, None
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_pairs(H: int, W: int, k: int, stride: int, padding: int, dilation: int) -> torch.Tensor:
+    """(Ho*Wo*H*W, k*k) 0/1: which (output pixel, input pixel) pair each tap of the kernel joins."""
+    Ho = (H + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    Wo = (W + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    pairs = torch.zeros(Ho * Wo, H * W, k * k)
+    for oh in range(Ho):
+        for ow in range(Wo):
+            for i in range(k):
+                for j in range(k):
+                    ih, iw = oh * stride + i * dilation - padding, ow * stride + j * dilation - padding
+                    if 0 <= ih < H and 0 <= iw < W:
+                        pairs[oh * Wo + ow, ih * W + iw, i * k + j] = 1.0
+    return pairs.view(-1, k * k)
+
+
+class _DepthwiseTiny(torch.autograd.Function):
+    """A depthwise conv on a map with fewer pixels than taps, its weight gradient from the
+    products of every output pixel's gradient with every input pixel."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
+                dilation: int) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, dilation)
+        return F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation,
+                        groups=weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        s, p, d = ctx.geometry
+        N, C, H, W = x.shape
+        k = weight.shape[-1]
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(
+                g.contiguous(memory_format=memory_format_of(x)), x, weight, None, [s, s], [p, p],
+                [d, d], False, [0, 0], C, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            # (N, Ho*Wo, 1, C) * (N, 1, H*W, C), summed over the batch: views of channels-last
+            # tensors, so the only pass over memory is the product's
+            gp = g.permute(0, 2, 3, 1).reshape(N, -1, 1, C)
+            xp = x.permute(0, 2, 3, 1).reshape(N, 1, H * W, C)
+            products = (gp * xp).sum(0).view(-1, C)
+            pairs = _tap_pairs(H, W, k, s, p, d).to(products.device)
+            gw = (pairs.t() @ products).t().reshape(C, 1, k, k)
+        return gx, gw, None, None, None
