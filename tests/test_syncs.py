@@ -41,7 +41,7 @@ def _tensors(tree) -> list[torch.Tensor]:
 def _device_roots(s: Search) -> list[torch.Tensor]:
     """What a search keeps on its device: the model's parameters and buffers, the streams'
     images, labels and order, the normalisation constants, the regularizer's and the
-    optimizers' state, the cached weights."""
+    optimizers' state, the cached weights, the weight arena."""
     roots = list(s.model.parameters()) + list(s.model.buffers())
     for stream in (s.w_stream, s.a_stream):
         roots += [stream.x, stream.y, stream._perm_on_device]
@@ -51,6 +51,8 @@ def _device_roots(s: Search) -> list[torch.Tensor]:
         roots += [t for t in _tensors(list(opt.state.values())) if t.dim() > 0]  # (Adam's step: host)
     if s._weights_detached is not None:
         roots += _tensors(s._weights_detached)
+    if s.weight_arena is not None:
+        roots += s.weight_arena.tensors()
     return roots
 
 

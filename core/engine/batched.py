@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.engine.arena import WeightArena
 from core.engine.depthwise import depthwise as _depthwise
 from core.engine.depthwise import memory_format_of
 from core.engine.discretize import edge_rows
@@ -89,10 +90,12 @@ def build_plan(nodes: int, active: Sequence[Sequence[int]], skipped: Sequence[in
 class _Source:
     """One state and what the ops leaving it share, each made once when first asked for."""
 
-    def __init__(self, h: torch.Tensor, memory_format: torch.memory_format, weight_grads: bool):
+    def __init__(self, h: torch.Tensor, memory_format: torch.memory_format, weight_grads: bool,
+                 arena: WeightArena | None = None):
         self.h = h
         self.format = memory_format
         self.weight_grads = weight_grads
+        self.arena = arena
         self._memo: dict[object, torch.Tensor] = {}
 
     def _get(self, key: object, make: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -140,8 +143,13 @@ def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, scale: torch.Tensor | None = None) 
 
 
 def _cat(weights: list[torch.Tensor], src: _Source) -> torch.Tensor:
-    """The edges' weights side by side; detached when no weight gradient is wanted (an
-    architecture step), which also keeps the autograd graph small."""
+    """The edges' weights side by side (a view of the weight arena where they lie so in it);
+    detached when no weight gradient is wanted (an architecture step), which also keeps the
+    autograd graph small."""
+    if src.arena is not None:
+        run = src.arena.run(weights, detach=not src.weight_grads)
+        if run is not None:
+            return run
     if not src.weight_grads:
         weights = [w.detach() for w in weights]
     return weights[0] if len(weights) == 1 else torch.cat(weights)
@@ -160,6 +168,10 @@ class _Batched:
     def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def weight_lists(self) -> list[list[torch.Tensor]]:
+        """The per-edge weight lists it concatenates, a pointwise tail's last."""
+        return []
+
 
 class _PointwiseTail(_Batched):
     """An op that ends in a pointwise conv and an affine-free BN: ``head`` computes what comes
@@ -170,8 +182,13 @@ class _PointwiseTail(_Batched):
     tail_bn: nn.BatchNorm2d
     scales = True
 
+    w: list[list[torch.Tensor]]
+
     def head(self, src: _Source) -> torch.Tensor:
         raise NotImplementedError
+
+    def weight_lists(self) -> list[list[torch.Tensor]]:
+        return [*self.w, self.tail_pw]
 
     def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         return _bn(F.conv2d(self.head(src), _cat(self.tail_pw, src), groups=self.m), self.tail_bn,
@@ -203,7 +220,7 @@ class _DilConv(_PointwiseTail):
     def __init__(self, mods: list[DilConv]):
         super().__init__(mods)
         dw = mods[0].op[1]
-        self.w = [mod.op[1].weight for mod in mods]
+        self.w = [[mod.op[1].weight for mod in mods]]
         self.tail_pw, self.tail_bn = [mod.op[2].weight for mod in mods], mods[0].op[3]
         self.k, self.stride, self.pad, self.dil = (dw.kernel_size[0], dw.stride[0], dw.padding[0],
                                                    dw.dilation[0])
@@ -212,7 +229,7 @@ class _DilConv(_PointwiseTail):
 
     def head(self, src: _Source) -> torch.Tensor:
         m, k = self.m, self.k
-        dw = _cat(self.w, src)
+        dw = _cat(self.w[0], src)
         H, W = src.h.shape[-2:]
         rewritable = (src.h.device.type == "cpu" and self.square and self.dil == 2
                       and self.pad == k - 1 and H % 2 == 0 and W % 2 == 0)
@@ -236,6 +253,9 @@ class _FactorizedReduce(_Batched):
         self.mods = mods
         self.w = [[mod.conv_1.weight for mod in mods], [mod.conv_2.weight for mod in mods]]
         self.half, self.bn = mods[0].conv_1.out_channels, mods[0].bn
+
+    def weight_lists(self) -> list[list[torch.Tensor]]:
+        return self.w
 
     def __call__(self, src: _Source, scale: torch.Tensor | None = None) -> torch.Tensor:
         H, W = src.h.shape[-2:]
@@ -294,6 +314,7 @@ class _Step:
     group: OpGroup
     op: _Batched
     merged: bool = False  # its tail can run in the state's shared pointwise conv and BN
+    merged_pw: list[torch.Tensor] | None = None  # on the first merged step: every tail's weights
 
 
 def _merged_tails(steps: list[_Step], src: _Source, wv: torch.Tensor, m: int,
@@ -306,7 +327,7 @@ def _merged_tails(steps: list[_Step], src: _Source, wv: torch.Tensor, m: int,
     if not tails:
         return None
     y = src.formatted(torch.cat([st.op.head(src) for st in tails], 1))
-    pw = torch.cat([_cat(st.op.tail_pw, src) for st in tails])
+    pw = _cat(tails[0].merged_pw, src)
     scale = torch.cat([wv[st.group.k] for st in tails])
     z = _bn(F.conv2d(y, pw, groups=m * len(tails)), tails[0].op.tail_bn, scale)
     out = None
@@ -335,6 +356,7 @@ def _prepare(cell: nn.Module, plan: CellPlan) -> list[tuple[list[_Step], list[_S
         if len(tails) > 1 and len({st.op.tail_bn.eps for st in tails}) == 1:
             for st in tails:
                 st.merged = True
+            tails[0].merged_pw = [w for st in tails for w in st.op.tail_pw]
         steps.append((sorted(together, key=lambda st: st.op.shared),
                       sorted(apart, key=lambda st: st.op.shared)))
     return steps
@@ -364,7 +386,7 @@ def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: t
     states = [s0, s1]
     acc: list[torch.Tensor | None] = [None] * plan.nodes
     for sp, (batched, apart) in zip(plan.states, cell._prepared):
-        src = _Source(states[sp.state], fmt, weight_grads)
+        src = _Source(states[sp.state], fmt, weight_grads, getattr(cell, "_arena", None))
         m = len(sp.edges)
         h = src.h
         steps = batched if h.device.type != "cpu" or h.numel() <= BATCH_MAX_ELEMENTS else apart
@@ -416,6 +438,29 @@ def _add_shared(together: torch.Tensor, y: torch.Tensor, wv: torch.Tensor, m: in
         return out.view(B, H, W, m * C).permute(0, 3, 1, 2)
     return torch.addcmul(together.view(B, m, C, H, W), y.unsqueeze(1),
                          wv.view(1, m, C, 1, 1)).view(B, m * C, H, W)
+
+
+def arena_order(cells: Sequence[nn.Module], plans: dict[str, CellPlan]) -> list[nn.Parameter]:
+    """The cells' op weights in the order that makes what the fast path concatenates contiguous
+    (per state: each op's lists, then the tails that share one conv, side by side), then any
+    that the plans leave out (pruned ops)."""
+    order: list[nn.Parameter] = []
+    for cell in cells:
+        plan = plans[cell.cell_type]
+        if getattr(cell, "_prepared_for", None) is not plan:
+            cell._prepared, cell._prepared_for = _prepare(cell, plan), plan
+        for together, _ in cell._prepared:
+            tails = []
+            for st in together:
+                lists = st.op.weight_lists()
+                if st.merged:
+                    lists, tails = lists[:-1], tails + [lists[-1]]
+                order += [w for ws in lists for w in ws]
+            order += [w for ws in tails for w in ws]
+    seen = {id(p) for p in order}
+    for cell in cells:
+        order += [p for p in cell._ops.parameters() if id(p) not in seen]
+    return order
 
 
 def _finish(cell: nn.Module, i: int, acc: torch.Tensor | None, s0: torch.Tensor) -> torch.Tensor:

@@ -175,8 +175,16 @@ class Search:
         self.model.to(memory_format=self.memory_format)
         self.primitives = self.model.primitives
         self.w_params = self.model.weights_parameters()
-        # One fused kernel for the supernet's ~900 weight tensors instead of a loop over them.
-        self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
+        # The fast path reads each op's weights on all of a state's edges as one view of a
+        # single tensor and accumulates their gradients there, and the optimizer and the
+        # gradient clip step that tensor instead of the ~900 it holds. A pruned op's weights are
+        # stepped too (zero gradient: decay and momentum), where the plain path leaves them;
+        # nothing reads them again.
+        self.weight_arena = self.model.use_weight_arena() if cfg.fast else None
+        arena = self.weight_arena
+        self._outside_arena = [p for p in self.w_params if arena is None or not arena.holds(p)]
+        self._stepped_params = self.w_params if arena is None else [arena.flat, *self._outside_arena]
+        self.w_optimizer = torch.optim.SGD(self._stepped_params, cfg.w_lr, momentum=cfg.w_momentum,
                                            weight_decay=cfg.w_weight_decay,
                                            fused=self.device.type in ("cpu", "cuda") or None)
         self.alpha_optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=cfg.alpha_lr,
@@ -251,7 +259,7 @@ class Search:
 
         x, y = self.w_stream.next()
         x = x.contiguous(memory_format=self.memory_format)
-        self.w_optimizer.zero_grad(set_to_none=True)
+        self._zero_weight_grads()
         if cfg.fast:
             # Detached weights: the weight step sends no gradient to the alphas. They change
             # only at architecture steps, so they are kept until the next one; a stochastic
@@ -270,7 +278,8 @@ class Search:
                 loss = F.cross_entropy(logits, y)
             loss.backward()
             # FI = sum of squared weight gradients before clipping: the clip's own fused norm.
-            fi = torch.nn.utils.clip_grad_norm_(self.w_params, cfg.grad_clip, foreach=True).square()
+            fi = torch.nn.utils.clip_grad_norm_(self._stepped_params, cfg.grad_clip,
+                                                foreach=True).square()
         else:
             with self.autocast():
                 logits = model(x)
@@ -293,6 +302,14 @@ class Search:
         self.time_split["architecture"] += t_arch
         self.time_split["weight"] += time.perf_counter() - t0 - t_arch
         return row
+
+    def _zero_weight_grads(self) -> None:
+        if self.weight_arena is None:
+            self.w_optimizer.zero_grad(set_to_none=True)
+            return
+        self.weight_arena.zero_grad()  # the arena's views stay the ops' gradients
+        for p in self._outside_arena:
+            p.grad = None
 
     def _arch_step(self, progress: float, row: dict[str, Any]) -> None:
         model = self.model
@@ -488,7 +505,7 @@ class Search:
             "step": self.step, "arch_steps": self.arch_steps,
             "pruned": self.pruned, "last_genotype_change": self.last_genotype_change,
             "last_val_acc": -1.0 if self.last_val_acc is None else self.last_val_acc,
-            "model": self.model.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
+            "model": self.model.state_dict(), "w_optimizer": self._w_optimizer_state(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(), "schedule": self.schedule.state_dict(),
             "regularizer": self.regularizer.state_dict(),
@@ -508,6 +525,48 @@ class Search:
         self.checkpoint_time += time.perf_counter() - t0
         self.checkpoints += 1
 
+    def _w_optimizer_state(self) -> dict[str, Any]:
+        """The weight optimizer's state per Parameter, as the plain path writes it (with the
+        weight arena, the arena's momentum as views): checkpoints of either path load in
+        either."""
+        sd = self.w_optimizer.state_dict()
+        arena = self.weight_arena
+        if arena is None:
+            return sd
+        stepped = {id(p): i for i, p in enumerate(self._stepped_params)}
+        flat_buf = sd["state"].get(0, {}).get("momentum_buffer")
+        state = {}
+        for j, p in enumerate(self.w_params):
+            if arena.holds(p):
+                if flat_buf is not None:
+                    state[j] = {"momentum_buffer": arena.part(flat_buf, p)}
+            elif stepped[id(p)] in sd["state"]:
+                state[j] = sd["state"][stepped[id(p)]]
+        group = dict(sd["param_groups"][0], params=list(range(len(self.w_params))))
+        return {"state": state, "param_groups": [group]}
+
+    def _load_w_optimizer_state(self, sd: dict[str, Any]) -> None:
+        arena = self.weight_arena
+        if arena is None:
+            self.w_optimizer.load_state_dict(sd)
+            return
+        # A Parameter with no momentum yet gets zeros: SGD's first step from zeros is the same
+        # as from none (the buffer becomes the gradient).
+        flat_buf = torch.zeros_like(arena.flat)
+        stepped = {id(p): i for i, p in enumerate(self._stepped_params)}
+        state: dict[int, Any] = {}
+        for j, p in enumerate(self.w_params):
+            buf = sd["state"].get(j, {}).get("momentum_buffer")
+            if buf is None:
+                continue
+            if arena.holds(p):
+                arena.part(flat_buf, p).copy_(buf)
+            else:
+                state[stepped[id(p)]] = {"momentum_buffer": buf}
+        state[0] = {"momentum_buffer": flat_buf}
+        group = dict(sd["param_groups"][0], params=list(range(len(self._stepped_params))))
+        self.w_optimizer.load_state_dict({"state": state, "param_groups": [group]})
+
     def _load_checkpoint(self) -> None:
         path = self.store.checkpoint_path(self.run_id)
         if not os.path.exists(path):
@@ -518,7 +577,7 @@ class Search:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"])
         self.model.set_masks({ct: m.cpu().numpy() for ct, m in state["masks"].items()})
-        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self._load_w_optimizer_state(state["w_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         for opt in (self.w_optimizer, self.alpha_optimizer):
             _step_counters_on_cpu(opt)

@@ -18,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.engine.activations import Activation, create_activation, op_names
-from core.engine.batched import CellPlan, build_plan, forward_cell
+from core.engine.arena import WeightArena
+from core.engine.batched import CellPlan, arena_order, build_plan, forward_cell
 from core.engine.discretize import num_edges
 from core.engine.genotype import CELL_TYPES
 from core.engine.ops import (
@@ -147,6 +148,7 @@ class Supernet(nn.Module):
         # own (seeded, on the alphas' device, saved with checkpoints); None is torch's default.
         self.sample_generator: torch.Generator | None = None
         self._active: dict[str, list[list[int]]] = {}
+        self._arena: WeightArena | None = None  # the fast path's, once the search asks for it
         self._refresh_active()
 
     # ---- parameters ------------------------------------------------------------------
@@ -195,6 +197,24 @@ class Supernet(nn.Module):
         none = [k for k, p in enumerate(self.primitives) if p == "none"]  # adds exactly zero
         self._plans = {ct: build_plan(self._nodes, a, none) for ct, a in self._active.items()}
         self._active_count = int(sum(m.sum() for m in self.masks.values()))
+        if self._arena is not None:
+            self._arena.bind_grads(self._used_op_parameters())
+
+    def use_weight_arena(self) -> WeightArena:
+        """Holds the cells' op weights in one tensor for the fast path (``core.engine.arena``).
+        Call it once the model is on its device and in its memory layout: moving it later
+        would give the modules copies of their own."""
+        arena = WeightArena(arena_order(self.cells, self._plans))
+        for cell in self.cells:
+            cell._arena = arena
+        self._arena = arena
+        arena.bind_grads(self._used_op_parameters())
+        return arena
+
+    def _used_op_parameters(self) -> list[nn.Parameter]:
+        """The cell-op weights the current mask computes."""
+        return [p for cell in self.cells for e, ks in enumerate(self._active[cell.cell_type])
+                for k in ks for p in cell._ops[e]._ops[k].parameters()]
 
     def active_op_count(self) -> int:
         """Ops still computed; kept with the mask so the loop reads it for free each iteration."""
