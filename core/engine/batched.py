@@ -317,12 +317,12 @@ class _Step:
     merged_pw: list[torch.Tensor] | None = None  # on the first merged step: every tail's weights
 
 
-def _merged_tails(steps: list[_Step], src: _Source, wv: torch.Tensor, m: int,
+def _merged_tails(steps: list[_Step], src: _Source, wv: Sequence[torch.Tensor], m: int,
                   C: int) -> torch.Tensor | None:
     """The ops of a state that end in a pointwise conv and BN, on every edge leaving it, with
     their tails in one grouped conv and one BN (same numbers: both act per edge and channel),
-    which also applies the weights; returns their weighted sum, (B, m*C, H, W). wv: (ops, m*C),
-    each op's weight per channel."""
+    which also applies the weights; returns their weighted sum, (B, m*C, H, W). wv[k]: (m*C,),
+    op k's weight per channel."""
     tails = [st for st in steps if st.merged]
     if not tails:
         return None
@@ -381,30 +381,34 @@ def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: t
     fmt = memory_format_of(s1)
     C = cell._C
     # Row k, columns start*C .. (start+m)*C: op k's weight on each edge leaving a state,
-    # repeated over its channels, in the layout of the batched outputs.
+    # repeated over its channels, in the layout of the batched outputs. Split by state, then by
+    # op, in two calls per state: their backward is one join each, where slicing out each
+    # (op, state) would fill and copy a zero tensor the size of all of them per slice.
     per_channel = weights.index_select(0, plan.order_on(weights.device)).t().repeat_interleave(C, dim=1)
+    blocks = per_channel.split([len(sp.edges) * C for sp in plan.states], dim=1)
     states = [s0, s1]
     acc: list[torch.Tensor | None] = [None] * plan.nodes
-    for sp, (batched, apart) in zip(plan.states, cell._prepared):
+    for sp, block, (batched, apart) in zip(plan.states, blocks, cell._prepared):
+        rows = block.unbind(0)
         src = _Source(states[sp.state], fmt, weight_grads, getattr(cell, "_arena", None))
         m = len(sp.edges)
         h = src.h
         steps = batched if h.device.type != "cpu" or h.numel() <= BATCH_MAX_ELEMENTS else apart
         merge = h.numel() <= MERGE_MAX_ELEMENTS
         # (B, m*C, H, W): the sum over the ops computed on every edge
-        together = _merged_tails(steps, src, per_channel[:, sp.start * C:(sp.start + m) * C], m, C) \
+        together = _merged_tails(steps, src, rows, m, C) \
             if merge else None
         for st in steps:
             if st.merged and merge:
                 continue
             g = st.group
             if g.full and st.op.scales:  # the op's BN applies the weights
-                y = st.op(src, per_channel[g.k, sp.start * C:(sp.start + m) * C])
+                y = st.op(src, rows[g.k])
                 together = y if together is None else together + y
                 continue
             y = st.op(src)
             if g.full:
-                wv = per_channel[g.k, sp.start * C:(sp.start + m) * C]
+                wv = rows[g.k]
                 if not st.op.shared:
                     wv = wv.view(1, m * C, 1, 1)
                     together = y * wv if together is None else torch.addcmul(together, y, wv)
