@@ -125,3 +125,12 @@ def test_the_optimizer_state_is_saved_per_parameter_and_loads_back():
     torch.testing.assert_close(flat, fast.w_optimizer.state[fast.weight_arena.flat]["momentum_buffer"],
                                rtol=0, atol=0)
     assert np.isclose(again.w_optimizer.param_groups[0]["lr"], fast.w_optimizer.param_groups[0]["lr"])
+
+
+def test_moving_the_supernet_after_the_arena_is_refused():
+    """A move would give the modules copies of their weights while the fast path reads the
+    arena's: it raises instead of letting the two paths drift apart."""
+    m = _supernet(True)
+    with pytest.raises(RuntimeError, match="weight arena"):
+        m.to(torch.float64)
+    _supernet(False).to(torch.float64)  # without an arena, as before

@@ -211,6 +211,14 @@ class Supernet(nn.Module):
         arena.bind_grads(self._used_op_parameters())
         return arena
 
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .half() ... replace each Parameter's data: the modules would hold
+        # copies while the fast path goes on reading the arena. Refused rather than diverging.
+        if self._arena is not None:
+            raise RuntimeError("the supernet's weights live in its weight arena: move or convert "
+                               "it before use_weight_arena()")
+        return super()._apply(fn, recurse)
+
     def _used_op_parameters(self) -> list[nn.Parameter]:
         """The cell-op weights the current mask computes."""
         return [p for cell in self.cells for e, ks in enumerate(self._active[cell.cell_type])
