@@ -390,7 +390,7 @@ def forward_cell(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weights: t
     acc: list[torch.Tensor | None] = [None] * plan.nodes
     for sp, block, (batched, apart) in zip(plan.states, blocks, cell._prepared):
         rows = block.unbind(0)
-        src = _Source(states[sp.state], fmt, weight_grads, getattr(cell, "_arena", None))
+        src = _Source(states[sp.state], fmt, weight_grads, cell._arena)
         m = len(sp.edges)
         h = src.h
         steps = batched if h.device.type != "cpu" or h.numel() <= BATCH_MAX_ELEMENTS else apart

@@ -7,10 +7,10 @@
   kernels up to 3 wide and several times slower beyond (micro-benchmarks of the kernel alone:
   docs/performance.md). It is computed as two narrower ones, columns 0-2 and 3-4, each on the
   input shifted and padded on one side only.
-- The weight gradient on maps with fewer pixels than the kernel has taps (a 5x5 on 4x4, a 3x3 on
-  2x2): oneDNN's kernel is slowest there. Every (output pixel, input pixel) product of the
-  gradient and the input, summed over the batch, is one broadcast multiply and sum; a fixed 0/1
-  matrix then adds up the pairs each tap joins.
+- The weight gradient on 2x2 maps (a 3x3 there: the polyphase dilated convs of 4x4 maps), where
+  oneDNN's kernel is slowest: every (output pixel, input pixel) product of the gradient and the
+  input, summed over the batch, is one broadcast multiply and sum; a fixed 0/1 matrix then adds
+  up the pairs each tap joins.
 """
 from __future__ import annotations
 

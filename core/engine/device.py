@@ -58,7 +58,6 @@ def configure_threads(n: int = 0, alone: bool = False) -> int:
         return _threads_set
 
 
-
 def to_host(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
     """Detached host copies of ``tensors`` in ``dtype``, made in one copy: on a GPU, one wait
     for the device instead of one per tensor."""
@@ -66,6 +65,7 @@ def to_host(tensors: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.T
         return []
     flat = torch.cat([t.detach().flatten().to(dtype) for t in tensors]).to("cpu")
     return [chunk.view(t.shape) for t, chunk in zip(tensors, flat.split([t.numel() for t in tensors]))]
+
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3

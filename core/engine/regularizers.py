@@ -18,7 +18,8 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
-from core.engine.discretize import DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete, project_discrete_cells
+from core.engine.discretize import (DEFAULT_RULE, DEFAULT_THRESHOLD, project_discrete,
+                                     project_discrete_cells)
 from core.registry import Registry
 
 REGULARIZERS: Registry[type["Regularizer"]] = Registry("regularizer")

@@ -67,6 +67,7 @@ class Cell(nn.Module):
         self.node_bns = (nn.ModuleList(nn.BatchNorm2d(C, affine=False) for _ in range(nodes))
                          if node_batchnorm else None)
         self._C = C
+        self._arena: WeightArena | None = None  # set by Supernet.use_weight_arena
 
     def _zeros_like_edge(self, x: torch.Tensor, edge: int) -> torch.Tensor:
         s = self._stride_of[edge]
@@ -202,8 +203,8 @@ class Supernet(nn.Module):
 
     def use_weight_arena(self) -> WeightArena:
         """Holds the cells' op weights in one tensor for the fast path (``core.engine.arena``).
-        Call it once the model is on its device and in its memory layout: moving it later
-        would give the modules copies of their own."""
+        Call it once the model is on its device and in its memory layout: a move afterwards
+        would give the modules copies of their own, so it is refused (``_apply``)."""
         arena = WeightArena(arena_order(self.cells, self._plans))
         for cell in self.cells:
             cell._arena = arena
